@@ -1,0 +1,557 @@
+//! Document semantics over a [`Store`]: set (plain, merge, tag, sibling, noStore), get (exact,
+//! wildcard, query) and remove, exactly as the original shapes them (semantics.md §4,
+//! decisions.md).
+
+use crate::error::DataError;
+use crate::path::Pattern;
+use crate::query::{DocRef, Query};
+use crate::record::{now_millis, Millis, Record};
+use crate::storage::{Store, WriteBatch};
+use serde_json::{Map, Value};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Where tag snapshots live: `/_TAGS` + path + `/` + 32 hex chars (plain concatenation, so
+/// `tag/x` gives `/_TAGStag/x/…`, as the original does).
+pub const TAGS_PREFIX: &str = "/_TAGS";
+
+#[derive(Debug, Clone, Default)]
+pub struct SetOptions {
+    pub merge: bool,
+    pub tag: Option<String>,
+    pub sibling: bool,
+    pub no_store: bool,
+}
+
+/// The result of a set: what the reply (and the event) carry.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The record as stored (for a tag: the snapshot record under `/_TAGS`).
+    pub record: Record,
+    /// False for `noStore`: nothing was persisted and the reply has no timestamps.
+    pub stored: bool,
+}
+
+#[derive(Debug)]
+pub enum Found {
+    /// Exact path, no query: the record or nothing.
+    One(Option<Record>),
+    /// Wildcard path or query: the matching records after filter, sort, skip and limit.
+    Many(Vec<Record>),
+    /// `count: true`.
+    Count(usize),
+}
+
+/// Lock stripes for read-modify-write (merge, tag, created-preserving set) on the same path.
+const STRIPES: usize = 64;
+
+pub struct DataService {
+    store: Arc<dyn Store>,
+    stripes: Vec<Mutex<()>>,
+}
+
+impl DataService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        DataService {
+            store,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn stripe(&self, path: &str) -> &Mutex<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut h);
+        &self.stripes[(h.finish() as usize) % STRIPES]
+    }
+
+    pub async fn set(
+        &self,
+        path: &str,
+        data: Option<Value>,
+        opts: &SetOptions,
+    ) -> Result<Written, DataError> {
+        if let Some(tag) = &opts.tag {
+            if data.as_ref().is_some_and(|d| !d.is_null()) {
+                return Err(DataError::TagWithData);
+            }
+            return self.tag(path, tag).await;
+        }
+        let body = format_set_data(data)?;
+        if opts.no_store {
+            return Ok(Written {
+                record: Record::new(path, body, 0),
+                stored: false,
+            });
+        }
+        if opts.sibling {
+            let sibling = format!(
+                "{}{}{}",
+                path,
+                if path.ends_with('/') { "" } else { "/" },
+                unique_id()
+            );
+            let record = Record::new(sibling, body, now_millis());
+            self.store.write(WriteBatch::put(record.clone())).await?;
+            return Ok(Written {
+                record,
+                stored: true,
+            });
+        }
+        let _guard = self.stripe(path).lock().await;
+        let existing = self.store.get(path).await?;
+        let now = now_millis();
+        let record = match existing {
+            None => Record::new(path, body, now),
+            Some(old) => {
+                let data = if opts.merge {
+                    merge(body, old.data)
+                } else {
+                    body
+                };
+                Record {
+                    path: path.to_string(),
+                    data,
+                    created: old.created,
+                    modified: now.max(old.created),
+                    tag: None,
+                }
+            }
+        };
+        self.store.write(WriteBatch::put(record.clone())).await?;
+        Ok(Written {
+            record,
+            stored: true,
+        })
+    }
+
+    /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
+    /// creating an empty source record if there is none), as the original does.
+    async fn tag(&self, path: &str, tag: &str) -> Result<Written, DataError> {
+        let _guard = self.stripe(path).lock().await;
+        let now = now_millis();
+        let existing = self.store.get(path).await?;
+        let mut snapshot = Map::new();
+        let source = match existing {
+            Some(old) => {
+                let source = Record {
+                    modified: now,
+                    ..old
+                };
+                snapshot.insert("data".into(), Value::Object(source.data.clone()));
+                snapshot.insert("_meta".into(), meta_path(path));
+                snapshot.insert("created".into(), source.created.into());
+                snapshot.insert("modified".into(), source.modified.into());
+                snapshot.insert("_id".into(), Value::String(path.to_string()));
+                source
+            }
+            None => {
+                snapshot.insert("data".into(), Value::Object(Map::new()));
+                snapshot.insert("_meta".into(), meta_path(path));
+                Record::new(path, Map::new(), now)
+            }
+        };
+        let tag_path = format!("{TAGS_PREFIX}{path}/{}", unique_id());
+        let tag_record = Record {
+            path: tag_path,
+            data: snapshot,
+            created: now,
+            modified: now,
+            tag: Some(tag.to_string()),
+        };
+        self.store
+            .write(WriteBatch {
+                puts: vec![source, tag_record.clone()],
+                removes: vec![],
+            })
+            .await?;
+        Ok(Written {
+            record: tag_record,
+            stored: true,
+        })
+    }
+
+    /// Read by exact path, wildcard or query. `exact_single` is false when the caller needs an
+    /// array reply even for an exact path (criteria present, `path_only`).
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &Query,
+        force_many: bool,
+    ) -> Result<Found, DataError> {
+        let pattern = Pattern::new(path);
+        if !pattern.is_wildcard() && !force_many && !query.count_only() {
+            return Ok(Found::One(self.store.get(path).await?));
+        }
+        let records = self.store.find(&pattern).await?;
+        let mut hits: Vec<Record> = records
+            .into_iter()
+            .filter(|r| query.matches(&DocRef::from(r)))
+            .collect();
+        if query.count_only() {
+            return Ok(Found::Count(hits.len()));
+        }
+        query.sort(&mut hits, |r| DocRef::from(r));
+        let skip = query.skip().min(hits.len());
+        hits.drain(..skip);
+        if let Some(limit) = query.limit() {
+            hits.truncate(limit);
+        }
+        Ok(Found::Many(hits))
+    }
+
+    /// Remove the record at `path`, or every record a wildcard matches; returns the count.
+    pub async fn remove(&self, path: &str) -> Result<usize, DataError> {
+        Ok(self.store.remove_matching(&Pattern::new(path)).await?.len())
+    }
+
+    /// Like [`DataService::remove`], but records for which `protected` holds are left alone (a
+    /// client's `remove *` must not wipe the security directory).
+    pub async fn remove_unprotected(
+        &self,
+        path: &str,
+        protected: impl Fn(&str) -> bool,
+    ) -> Result<usize, DataError> {
+        let pattern = Pattern::new(path);
+        if !pattern.is_wildcard() {
+            if protected(path) {
+                return Ok(0);
+            }
+            return self.remove(path).await;
+        }
+        let doomed: Vec<String> = self
+            .store
+            .find(&pattern)
+            .await?
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|p| !protected(p))
+            .collect();
+        let n = doomed.len();
+        if n > 0 {
+            self.store
+                .write(WriteBatch {
+                    puts: vec![],
+                    removes: doomed,
+                })
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Write a record as is (bootstrap of system records).
+    pub async fn put_record(&self, record: Record) -> Result<(), DataError> {
+        Ok(self.store.write(WriteBatch::put(record)).await?)
+    }
+
+    pub async fn get_record(&self, path: &str) -> Result<Option<Record>, DataError> {
+        Ok(self.store.get(path).await?)
+    }
+}
+
+fn meta_path(path: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("path".into(), Value::String(path.to_string()));
+    Value::Object(m)
+}
+
+/// 32 lowercase hex chars (a v4 uuid without dashes), as the original uses for tags and siblings.
+pub fn unique_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The original's `formatSetData`: objects are stored as they are (minus a top-level `_meta`),
+/// anything else is wrapped as `{"value": …}`; a missing body is `{}`. Field names are checked
+/// like nedb does.
+pub fn format_set_data(data: Option<Value>) -> Result<Map<String, Value>, DataError> {
+    let mut body = match data {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    body.shift_remove("_meta");
+    check_field_names(&body)?;
+    Ok(body)
+}
+
+fn check_field_names(obj: &Map<String, Value>) -> Result<(), DataError> {
+    // Iterative walk: bodies can be deep, and recursion depth must not depend on input.
+    let mut stack: Vec<&Value> = Vec::new();
+    let check = |k: &str| -> Result<(), DataError> {
+        if k.starts_with('$') {
+            return Err(DataError::DollarFieldName);
+        }
+        if k.contains('.') {
+            return Err(DataError::DotInFieldName);
+        }
+        Ok(())
+    };
+    for (k, v) in obj {
+        check(k)?;
+        stack.push(v);
+    }
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    check(k)?;
+                    stack.push(v);
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One-level merge: the new keys first, then old keys the update lacks; a `null` in the update
+/// keeps the old value.
+pub fn merge(mut update: Map<String, Value>, old: Map<String, Value>) -> Map<String, Value> {
+    for (k, v) in old {
+        match update.get_mut(&k) {
+            Some(slot) if slot.is_null() => *slot = v,
+            Some(_) => {}
+            None => {
+                update.insert(k, v);
+            }
+        }
+    }
+    update
+}
+
+/// Timestamps of a reply or event for a written record.
+pub fn written_times(w: &Written) -> (Option<Millis>, Option<Millis>) {
+    if w.stored {
+        (Some(w.record.created), Some(w.record.modified))
+    } else {
+        (None, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStore;
+    use serde_json::json;
+
+    fn svc() -> DataService {
+        DataService::new(Arc::new(MemoryStore::new()))
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn scalars_are_wrapped() {
+        assert_eq!(
+            format_set_data(Some(json!("s"))).unwrap(),
+            obj(json!({"value":"s"}))
+        );
+        assert_eq!(
+            format_set_data(Some(json!([1, 2]))).unwrap(),
+            obj(json!({"value":[1,2]}))
+        );
+        assert_eq!(
+            format_set_data(Some(json!(null))).unwrap(),
+            obj(json!({"value":null}))
+        );
+        assert_eq!(format_set_data(None).unwrap(), Map::new());
+        assert_eq!(
+            format_set_data(Some(json!({"a":1,"_meta":{"x":1}}))).unwrap(),
+            obj(json!({"a":1}))
+        );
+    }
+
+    #[test]
+    fn bad_field_names() {
+        assert!(matches!(
+            format_set_data(Some(json!({"a.b":1}))),
+            Err(DataError::DotInFieldName)
+        ));
+        assert!(matches!(
+            format_set_data(Some(json!({"x":{"$y":1}}))),
+            Err(DataError::DollarFieldName)
+        ));
+        assert!(matches!(
+            format_set_data(Some(json!({"x":[{"q.r":1}]}))),
+            Err(DataError::DotInFieldName)
+        ));
+        assert!(format_set_data(Some(json!({"x":"a.b", "y$":1}))).is_ok());
+    }
+
+    #[test]
+    fn merge_is_one_level_new_keys_first_null_keeps() {
+        let m = merge(
+            obj(json!({"b":2,"a":null,"n":{"z":1}})),
+            obj(json!({"a":1,"c":3,"n":{"y":1}})),
+        );
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"b":2,"a":1,"n":{"z":1},"c":3}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn set_keeps_created_and_bumps_modified() {
+        let s = svc();
+        let a = s
+            .set("/p", Some(json!({"v":1})), &SetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(a.record.created, a.record.modified);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let b = s
+            .set("/p", Some(json!({"w":2})), &SetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(b.record.created, a.record.created);
+        assert!(b.record.modified > a.record.modified);
+        assert_eq!(b.record.data, obj(json!({"w":2})));
+        let c = s
+            .set(
+                "/p",
+                Some(json!({"v":3})),
+                &SetOptions {
+                    merge: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&c.record.data).unwrap(),
+            r#"{"v":3,"w":2}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn tags_and_siblings() {
+        let s = svc();
+        s.set("/t", Some(json!({"v":1})), &SetOptions::default())
+            .await
+            .unwrap();
+        let opts = SetOptions {
+            tag: Some("T1".into()),
+            ..Default::default()
+        };
+        let t = s.set("/t", None, &opts).await.unwrap();
+        assert!(
+            t.record.path.starts_with("/_TAGS/t/") && t.record.path.len() == "/_TAGS/t/".len() + 32
+        );
+        assert_eq!(t.record.tag.as_deref(), Some("T1"));
+        assert_eq!(t.record.data["data"], json!({"v":1}));
+        assert_eq!(t.record.data["_id"], json!("/t"));
+        let src = s.get_record("/t").await.unwrap().unwrap();
+        assert_eq!(t.record.data["modified"], json!(src.modified));
+        assert!(matches!(
+            s.set("/t", Some(json!({})), &opts).await,
+            Err(DataError::TagWithData)
+        ));
+        // Tagging a missing path creates an empty source record; concatenation without '/'.
+        let t2 = s.set("tag/none", None, &opts).await.unwrap();
+        assert!(t2.record.path.starts_with("/_TAGStag/none/"));
+        assert_eq!(
+            serde_json::to_string(&t2.record.data).unwrap(),
+            r#"{"data":{},"_meta":{"path":"tag/none"}}"#
+        );
+        assert_eq!(
+            s.get_record("tag/none").await.unwrap().unwrap().data,
+            Map::new()
+        );
+
+        let sib = s
+            .set(
+                "/base",
+                Some(json!({"s":1})),
+                &SetOptions {
+                    sibling: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(sib.record.path.len(), "/base/".len() + 32);
+        let sib2 = s
+            .set(
+                "/base/",
+                Some(json!({"s":1})),
+                &SetOptions {
+                    sibling: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!sib2.record.path.contains("//"));
+    }
+
+    #[tokio::test]
+    async fn no_store_persists_nothing() {
+        let s = svc();
+        let w = s
+            .set(
+                "/n",
+                Some(json!({"a":1})),
+                &SetOptions {
+                    no_store: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(!w.stored);
+        assert!(s.get_record("/n").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn get_and_remove() {
+        let s = svc();
+        for (p, r) in [("/g/2", 1), ("/g/1", 3), ("/g/3", 2), ("/x/g/1", 0)] {
+            s.set(p, Some(json!({"rank": r})), &SetOptions::default())
+                .await
+                .unwrap();
+        }
+        let q = Query::default();
+        match s.get("/g/*", &q, false).await.unwrap() {
+            Found::Many(v) => assert_eq!(
+                v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+                ["/g/1", "/g/2", "/g/3"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            s.get("/g/9", &q, false).await.unwrap(),
+            Found::One(None)
+        ));
+        let q = Query::parse(
+            Some(&json!({"rank":{"$gte":2}})),
+            Some(&json!({"sort":{"rank":-1}})),
+        )
+        .unwrap();
+        match s.get("/g/*", &q, true).await.unwrap() {
+            Found::Many(v) => assert_eq!(
+                v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+                ["/g/1", "/g/3"]
+            ),
+            other => panic!("{other:?}"),
+        }
+        let q = Query::parse(None, Some(&json!({"count":true}))).unwrap();
+        assert!(matches!(
+            s.get("/g/*", &q, true).await.unwrap(),
+            Found::Count(3)
+        ));
+        assert_eq!(s.remove("/g/*").await.unwrap(), 3);
+        assert_eq!(s.remove("/g/*").await.unwrap(), 0);
+        assert_eq!(s.remove("/x/g/1").await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! In-memory store: an ordered map behind a read-write lock. Scans use the pattern's literal
+//! prefix to visit only the key range that can match.
+
+use super::{Store, WriteBatch};
+use crate::error::StoreError;
+use crate::path::Pattern;
+use crate::record::Record;
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    records: RwLock<BTreeMap<String, Record>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// The keys of `map` that start with `prefix`, in order.
+fn prefix_range<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    prefix: &str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    let owned = prefix.to_string();
+    map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        .take_while(move |(k, _)| k.starts_with(owned.as_str()))
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.records.read().get(path).cloned())
+    }
+
+    async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
+        let map = self.records.read();
+        if !pattern.is_wildcard() {
+            return Ok(map.get(pattern.as_str()).cloned().into_iter().collect());
+        }
+        Ok(prefix_range(&map, pattern.literal_prefix())
+            .filter(|(k, _)| pattern.matches(k))
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut map = self.records.write();
+        for path in batch.removes {
+            map.remove(&path);
+        }
+        for record in batch.puts {
+            map.insert(record.path.clone(), record);
+        }
+        Ok(())
+    }
+
+    async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError> {
+        let mut map = self.records.write();
+        if !pattern.is_wildcard() {
+            return Ok(map
+                .remove(pattern.as_str())
+                .map(|r| r.path)
+                .into_iter()
+                .collect());
+        }
+        let doomed: Vec<String> = prefix_range(&map, pattern.literal_prefix())
+            .filter(|(k, _)| pattern.matches(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            map.remove(k);
+        }
+        Ok(doomed)
+    }
+
+    async fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.records.read().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn rec(p: &str) -> Record {
+        Record::new(p, Map::new(), 1)
+    }
+
+    #[tokio::test]
+    async fn ordered_pattern_scans_and_atomic_removes() {
+        let s = MemoryStore::new();
+        let batch = WriteBatch {
+            puts: ["/b/2", "/a/1", "/b/10", "/x/b/1", "b/3"]
+                .into_iter()
+                .map(rec)
+                .collect(),
+            removes: vec![],
+        };
+        s.write(batch).await.unwrap();
+        let found: Vec<String> = s
+            .find(&Pattern::new("/b/*"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(found, ["/b/10", "/b/2"], "byte order, anchored");
+        let all: Vec<String> = s
+            .find(&Pattern::new("*"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(all, ["/a/1", "/b/10", "/b/2", "/x/b/1", "b/3"]);
+        assert_eq!(s.find(&Pattern::new("/a/1")).await.unwrap().len(), 1);
+        let removed = s.remove_matching(&Pattern::new("/x/*")).await.unwrap();
+        assert_eq!(removed, ["/x/b/1"]);
+        assert_eq!(
+            s.remove_matching(&Pattern::new("/b/*"))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(s.len().await.unwrap(), 2);
+    }
+}

@@ -1,0 +1,49 @@
+//! The storage trait every backend implements (memory now; the embedded durable store and
+//! PostgreSQL later). It is deliberately small and ordered: the engine does the document logic,
+//! a store only keeps records by path, scans them in ascending path (byte) order, and applies
+//! batches atomically.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use crate::error::StoreError;
+use crate::path::Pattern;
+use crate::record::Record;
+use async_trait::async_trait;
+
+/// One atomic unit of change: every put and remove in it lands together or not at all.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    pub puts: Vec<Record>,
+    pub removes: Vec<String>,
+}
+
+impl WriteBatch {
+    pub fn put(record: Record) -> Self {
+        WriteBatch {
+            puts: vec![record],
+            removes: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The record at exactly `path`.
+    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Every record whose path matches `pattern`, in ascending path order. An exact pattern
+    /// yields at most one record.
+    async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError>;
+
+    /// Apply a batch atomically. When this returns `Ok`, the batch is as durable as the
+    /// backend promises (a durable backend returns only after it is on disk).
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Remove every record matching `pattern` atomically; returns the paths removed.
+    async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError>;
+
+    /// Number of records (for diagnostics and tests).
+    async fn len(&self) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,18 @@
+//! happn protocol 1.1.0 as the 2.21 clients speak it: incoming requests, outgoing replies,
+//! events and system messages, and the Primus framing around them. Pure data and text: no I/O.
+
+pub mod error;
+pub mod frame;
+pub mod json;
+pub mod request;
+pub mod response;
+
+pub use error::WireError;
+pub use frame::{decode_frame, encode_control, escape_line_separators, Control, Frame};
+pub use request::{Action, Request, RequestError};
+pub use response::{
+    anonymous_error, item_json, system_message, unknown_action_error, EventMeta, RecordMeta, Reply,
+};
+
+/// The protocol string the 2.21 server appends to every object it sends.
+pub const PROTOCOL_VERSION: &str = "1.1.0";

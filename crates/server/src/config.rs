@@ -1,0 +1,446 @@
+//! Server configuration: the original's config keys (a JSON file, `HAPPN_SERVER_CONFIG`, flags),
+//! checked for types up front so a wrong value stops the server with a clear message instead of
+//! surprising it later. Unknown keys are warned about, not fatal.
+
+use happn_engine::security::{GroupSpec, SecurityConfig, UserSpec};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+pub const DEFAULT_PORT: u16 = 55000;
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+/// Largest websocket message accepted; the client sends whole values in one frame.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub host: String,
+    pub name: Option<String>,
+    pub secure: bool,
+    pub max_frame_bytes: usize,
+    pub security: SecurityConfig,
+    /// Primus heartbeat: unsolicited pongs allowed before a silent socket is closed (min 2).
+    pub allow_skipped_heartbeats: u32,
+    /// Primus answers at most one ping per this many ms.
+    pub pong_skip_time_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            port: DEFAULT_PORT,
+            host: DEFAULT_HOST.to_string(),
+            name: None,
+            secure: false,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            security: SecurityConfig::default(),
+            allow_skipped_heartbeats: 2,
+            pong_skip_time_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("config {source_name} is not valid JSON: {err}")]
+    Json {
+        source_name: String,
+        err: serde_json::Error,
+    },
+    #[error("config key `{key}` must be {expected}, got {got}")]
+    Type {
+        key: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Loaded config plus the warnings to log once logging is up.
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+pub fn read_file(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+        path: path.display().to_string(),
+        err,
+    })?;
+    serde_json::from_str(&text).map_err(|err| ConfigError::Json {
+        source_name: path.display().to_string(),
+        err,
+    })
+}
+
+pub fn parse_json(source_name: &str, text: &str) -> Result<Value, ConfigError> {
+    serde_json::from_str(text).map_err(|err| ConfigError::Json {
+        source_name: source_name.to_string(),
+        err,
+    })
+}
+
+/// Deep-merge `over` into `base` (objects merge key by key; anything else replaces).
+pub fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+struct Reader<'a> {
+    warnings: &'a mut Vec<String>,
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("the string {s:?}"),
+        other => other.to_string(),
+    }
+}
+
+impl Reader<'_> {
+    fn object<'v>(
+        &mut self,
+        key: &str,
+        v: &'v Value,
+    ) -> Result<&'v Map<String, Value>, ConfigError> {
+        v.as_object().ok_or_else(|| ConfigError::Type {
+            key: key.into(),
+            expected: "an object",
+            got: describe(v),
+        })
+    }
+    fn string(&mut self, key: &str, v: &Value) -> Result<String, ConfigError> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ConfigError::Type {
+                key: key.into(),
+                expected: "a string",
+                got: describe(v),
+            })
+    }
+    fn boolean(&mut self, key: &str, v: &Value) -> Result<bool, ConfigError> {
+        v.as_bool().ok_or_else(|| ConfigError::Type {
+            key: key.into(),
+            expected: "true or false",
+            got: describe(v),
+        })
+    }
+    fn uint(&mut self, key: &str, v: &Value, max: u64) -> Result<u64, ConfigError> {
+        match v.as_u64() {
+            Some(n) if n <= max => Ok(n),
+            _ => Err(ConfigError::Type {
+                key: key.into(),
+                expected: "a whole number in range",
+                got: describe(v),
+            }),
+        }
+    }
+    fn unknown(&mut self, key: &str) {
+        self.warnings
+            .push(format!("unknown config key `{key}` ignored"));
+    }
+    fn unsupported(&mut self, key: &str, why: &str) {
+        self.warnings.push(format!(
+            "config key `{key}` is not supported by happn-rs ({why}); ignored"
+        ));
+    }
+}
+
+/// Interpret a merged config document.
+pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut r = Reader {
+        warnings: &mut warnings,
+    };
+    let mut c = Config::default();
+    let top = r.object("(top level)", doc)?;
+    for (key, v) in top {
+        if v.is_null() {
+            continue;
+        }
+        match key.as_str() {
+            "port" => c.port = r.uint("port", v, u16::MAX as u64)? as u16,
+            "host" => c.host = r.string("host", v)?,
+            "name" => c.name = Some(r.string("name", v)?),
+            "secure" => c.secure = r.boolean("secure", v)?,
+            "maxFrameBytes" => {
+                c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize
+            }
+            "encryptPayloads" => {
+                if r.boolean("encryptPayloads", v)? {
+                    return Err(ConfigError::Invalid {
+                        key: key.clone(),
+                        message: "payload encryption is not available in this version of happn-rs"
+                            .into(),
+                    });
+                }
+            }
+            "transport" => {
+                let t = r.object("transport", v)?;
+                if let Some(mode) = t.get("mode") {
+                    let mode = r.string("transport.mode", mode)?;
+                    if mode != "http" {
+                        return Err(ConfigError::Invalid {
+                            key: "transport.mode".into(),
+                            message: format!(
+                                "{mode:?} is not available in this version of happn-rs (http only)"
+                            ),
+                        });
+                    }
+                }
+            }
+            "adminUser" => read_admin(&mut r, "adminUser", v, &mut c.security)?,
+            "sessionTokenSecret" => c.security.token_secret = Some(r.string(key, v)?),
+            "users" => c.security.users = read_users(&mut r, v)?,
+            "groups" => c.security.groups = read_groups(&mut r, v)?,
+            "services" => read_services(&mut r, v, &mut c)?,
+            "utils" => {
+                let u = r.object("utils", v)?;
+                for (k, lv) in u {
+                    match k.as_str() {
+                        "logLevel" => {
+                            r.string("utils.logLevel", lv)?;
+                        }
+                        other => r.unknown(&format!("utils.{other}")),
+                    }
+                }
+            }
+            "deferListen" => r.unsupported(key, "the server always listens"),
+            "middleware" => r.unsupported(
+                key,
+                "HTTP middleware options arrive with the security model",
+            ),
+            other => r.unknown(other),
+        }
+    }
+    Ok(Loaded {
+        config: c,
+        warnings,
+    })
+}
+
+fn read_admin(
+    r: &mut Reader<'_>,
+    key: &str,
+    v: &Value,
+    sec: &mut SecurityConfig,
+) -> Result<(), ConfigError> {
+    for (k, av) in r.object(key, v)? {
+        match k.as_str() {
+            "password" => sec.admin_password = Some(r.string(&format!("{key}.password"), av)?),
+            "custom_data" | "publicKey" => {}
+            other => r.unknown(&format!("{key}.{other}")),
+        }
+    }
+    Ok(())
+}
+
+fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigError> {
+    let list = v.as_array().ok_or_else(|| ConfigError::Type {
+        key: "users".into(),
+        expected: "an array",
+        got: describe(v),
+    })?;
+    let mut out = Vec::new();
+    for (i, u) in list.iter().enumerate() {
+        let key = format!("users[{i}]");
+        let o = r.object(&key, u)?;
+        let mut spec = UserSpec::default();
+        for (k, fv) in o {
+            match k.as_str() {
+                "username" => spec.username = r.string(&format!("{key}.username"), fv)?,
+                "password" => spec.password = Some(r.string(&format!("{key}.password"), fv)?),
+                "custom_data" => spec.custom_data = Some(fv.clone()),
+                "groups" => {
+                    let gs = fv.as_array().ok_or_else(|| ConfigError::Type {
+                        key: format!("{key}.groups"),
+                        expected: "an array of group names",
+                        got: describe(fv),
+                    })?;
+                    for g in gs {
+                        spec.groups.push(r.string(&format!("{key}.groups"), g)?);
+                    }
+                }
+                other => r.unknown(&format!("{key}.{other}")),
+            }
+        }
+        happn_engine::security::validate_name(&spec.username).map_err(|message| {
+            ConfigError::Invalid {
+                key: format!("{key}.username"),
+                message,
+            }
+        })?;
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn read_groups(r: &mut Reader<'_>, v: &Value) -> Result<Vec<GroupSpec>, ConfigError> {
+    let list = v.as_array().ok_or_else(|| ConfigError::Type {
+        key: "groups".into(),
+        expected: "an array",
+        got: describe(v),
+    })?;
+    let mut out = Vec::new();
+    for (i, g) in list.iter().enumerate() {
+        let key = format!("groups[{i}]");
+        let o = r.object(&key, g)?;
+        let mut spec = GroupSpec::default();
+        for (k, fv) in o {
+            match k.as_str() {
+                "name" => spec.name = r.string(&format!("{key}.name"), fv)?,
+                "custom_data" => spec.custom_data = Some(fv.clone()),
+                "permissions" => {
+                    let perms = r.object(&format!("{key}.permissions"), fv)?;
+                    for (path, p) in perms {
+                        let pk = format!("{key}.permissions[{path:?}]");
+                        let actions = r
+                            .object(&pk, p)?
+                            .get("actions")
+                            .and_then(Value::as_array)
+                            .ok_or_else(|| ConfigError::Type {
+                                key: format!("{pk}.actions"),
+                                expected: "an array of actions",
+                                got: describe(p),
+                            })?;
+                        for a in actions {
+                            r.string(&format!("{pk}.actions"), a)?;
+                        }
+                    }
+                    spec.permissions = perms.clone();
+                }
+                other => r.unknown(&format!("{key}.{other}")),
+            }
+        }
+        happn_engine::security::validate_name(&spec.name).map_err(|message| {
+            ConfigError::Invalid {
+                key: format!("{key}.name"),
+                message,
+            }
+        })?;
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), ConfigError> {
+    for (name, svc) in r.object("services", v)? {
+        let key = format!("services.{name}");
+        let svc = r.object(&key, svc)?;
+        let Some(cfg) = svc.get("config") else {
+            continue;
+        };
+        let cfg = r.object(&format!("{key}.config"), cfg)?;
+        match name.as_str() {
+            "security" | "auth" => {
+                for (k, sv) in cfg {
+                    let sk = format!("{key}.config.{k}");
+                    match k.as_str() {
+                        "adminUser" => read_admin(r, &sk, sv, &mut c.security)?,
+                        "sessionTokenSecret" => c.security.token_secret = Some(r.string(&sk, sv)?),
+                        "adminGroup" => {}
+                        _ => r.unsupported(&sk, "arrives with the full security model"),
+                    }
+                }
+            }
+            "pubsub" => {
+                for (k, pv) in cfg {
+                    let pk = format!("{key}.config.{k}");
+                    match k.as_str() {
+                        "primusOpts" => {
+                            for (ok, ov) in r.object(&pk, pv)? {
+                                let ok2 = format!("{pk}.{ok}");
+                                match ok.as_str() {
+                                    "allowSkippedHeartBeats" => {
+                                        c.allow_skipped_heartbeats =
+                                            (r.uint(&ok2, ov, 1000)? as u32).max(2)
+                                    }
+                                    "pongSkipTime" => {
+                                        c.pong_skip_time_ms = r.uint(&ok2, ov, 3_600_000)?
+                                    }
+                                    "timeout" => {
+                                        r.uint(&ok2, ov, u32::MAX as u64)?;
+                                    }
+                                    _ => r.unknown(&ok2),
+                                }
+                            }
+                        }
+                        _ => r.unknown(&pk),
+                    }
+                }
+            }
+            "data" => {
+                for (k, _) in cfg {
+                    r.unsupported(
+                        &format!("{key}.config.{k}"),
+                        "this version keeps data in memory",
+                    );
+                }
+            }
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_original_keys() {
+        let l = from_value(&json!({
+            "port": 1234, "host": "127.0.0.1", "name": "n", "secure": true,
+            "adminUser": {"password": "pw"},
+            "users": [{"username": "u", "password": "p", "groups": ["g"]}],
+            "groups": [{"name": "g", "permissions": {"/a/*": {"actions": ["get"]}}}],
+            "services": {"pubsub": {"config": {"primusOpts": {"allowSkippedHeartBeats": 5}}}},
+            "bogus": 1
+        }))
+        .unwrap();
+        assert_eq!(l.config.port, 1234);
+        assert!(l.config.secure);
+        assert_eq!(l.config.security.admin_password.as_deref(), Some("pw"));
+        assert_eq!(l.config.security.users[0].groups, ["g"]);
+        assert_eq!(l.config.allow_skipped_heartbeats, 5);
+        assert_eq!(l.warnings.len(), 1);
+        assert!(l.warnings[0].contains("bogus"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = from_value(&json!({"port": "abc"}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`port`") && e.contains("abc"), "{e}");
+        let e = from_value(&json!({"secure": "yes"}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`secure`"), "{e}");
+        let e = from_value(&json!({"users": [{"username": "a/b"}]}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("users[0].username"), "{e}");
+        assert!(from_value(&json!({"port": 70000})).is_err());
+    }
+
+    #[test]
+    fn deep_merge() {
+        let mut a = json!({"a": {"b": 1, "c": 2}, "d": 1});
+        merge(&mut a, json!({"a": {"b": 5}, "e": 2}));
+        assert_eq!(a, json!({"a": {"b": 5, "c": 2}, "d": 1, "e": 2}));
+    }
+}

@@ -1,0 +1,647 @@
+//! One happn request in, its reply (and any events) out. Everything here is per connection
+//! state plus the shared [`AppState`]; the socket loop in `conn.rs` only feeds frames in.
+
+use crate::state::{AppState, Outbound, OutboundTx};
+use happn_engine::data::{Found, SetOptions, Written};
+use happn_engine::pubsub::{Channel, EventKind, Subscriber};
+use happn_engine::query::Query;
+use happn_engine::record::{now_millis, Record};
+use happn_engine::security::{
+    AuthenticatedUser, Credentials, TokenClaims, SECURITY_PREFIX, USER_PREFIX,
+};
+use happn_engine::session::new_session_id;
+use happn_engine::{AccessError, DataError};
+use happn_protocol::request::{truthy, type_name};
+use happn_protocol::{
+    anonymous_error, item_json, unknown_action_error, Action, EventMeta, RecordMeta, Reply,
+    Request, RequestError, WireError,
+};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The logged-in session of a socket.
+pub struct Session {
+    pub id: Arc<str>,
+    pub index: usize,
+    /// `None` in insecure mode.
+    pub user: Option<AuthenticatedUser>,
+}
+
+/// Per-socket state.
+pub struct Conn {
+    pub key: u64,
+    pub session: Option<Session>,
+}
+
+impl Conn {
+    pub fn new(key: u64) -> Self {
+        Conn { key, session: None }
+    }
+
+    fn subscriber(&self) -> Option<Subscriber> {
+        self.session.as_ref().map(|s| Subscriber {
+            index: s.index,
+            key: self.key,
+        })
+    }
+
+    /// Forget the session: its subscriptions and its index slot.
+    pub fn end_session(&mut self, state: &AppState) {
+        if let Some(sub) = self.subscriber() {
+            state.subscriptions.remove_subscriber(sub);
+        }
+        if let Some(s) = self.session.take() {
+            state.indexes.release(s.index);
+        }
+    }
+}
+
+/// Why a request failed; mapped to happn's wire error shape in [`Failure::to_wire`] only.
+#[derive(Debug)]
+enum Failure {
+    Data(DataError),
+    Access(AccessError),
+    Bad(String),
+}
+
+impl From<DataError> for Failure {
+    fn from(e: DataError) -> Self {
+        Failure::Data(e)
+    }
+}
+impl From<AccessError> for Failure {
+    fn from(e: AccessError) -> Self {
+        Failure::Access(e)
+    }
+}
+impl From<happn_engine::query::QueryError> for Failure {
+    fn from(e: happn_engine::query::QueryError) -> Self {
+        Failure::Data(DataError::Query(e))
+    }
+}
+
+impl Failure {
+    fn to_wire(&self) -> WireError {
+        match self {
+            Failure::Data(e) => WireError::error(e),
+            Failure::Bad(m) => WireError::error(m),
+            Failure::Access(AccessError::Unauthorized { reason }) => {
+                WireError::access_denied("unauthorized", reason.clone())
+            }
+            Failure::Access(e) => WireError::access_denied(e.to_string(), None),
+        }
+    }
+}
+
+type Outcome = Result<String, Failure>;
+
+fn send(tx: &OutboundTx, frame: String) {
+    let _ = tx.send(Outbound::Text(frame));
+}
+
+/// Handle one decoded JSON frame.
+pub async fn handle(state: &AppState, conn: &mut Conn, tx: &OutboundTx, frame: Value) {
+    let req = match Request::parse(frame) {
+        Ok(r) => r,
+        Err(RequestError::NotAnObject) => {
+            return send(tx, anonymous_error(&WireError::unknown_action("undefined")))
+        }
+        Err(RequestError::UnknownAction {
+            action,
+            event_id,
+            session_id,
+        }) => {
+            return send(
+                tx,
+                unknown_action_error(&action, event_id.as_ref(), session_id.as_ref()),
+            )
+        }
+        Err(RequestError::Malformed {
+            action,
+            event_id,
+            session_id,
+            message,
+        }) => {
+            let reply = Reply {
+                event_id: event_id.as_ref(),
+                session_id: session_id.as_ref(),
+                action: action.as_str(),
+                published: false,
+            };
+            return send(tx, reply.error(&WireError::error(message)));
+        }
+    };
+    let outcome = match req.action {
+        Action::Describe => Ok(describe(state, &req)),
+        Action::Login => login(state, conn, &req).await,
+        Action::RequestNonce => Err(Failure::Bad(
+            "key-pair (digest) login is not available in this version of happn-rs".into(),
+        )),
+        _ => match authorize(state, conn, &req).await {
+            Err(f) => Err(f),
+            Ok(()) => match req.action {
+                Action::Set => set(state, conn, &req).await,
+                Action::Get => get(state, &req).await,
+                Action::Remove => remove(state, conn, &req).await,
+                Action::On => match on(state, conn, &req).await {
+                    // initialEmit answers with the reply and then one event per value.
+                    Ok(frames) => {
+                        frames.into_iter().for_each(|f| send(tx, f));
+                        return;
+                    }
+                    Err(f) => Err(f),
+                },
+                Action::Off => off(state, conn, &req),
+                Action::RevokeSession => revoke(state, conn, &req).await,
+                Action::Describe | Action::Login | Action::RequestNonce => {
+                    unreachable!("handled above")
+                }
+            },
+        },
+    };
+    match outcome {
+        Ok(frame) => send(tx, frame),
+        Err(f) => send(tx, base_reply(&req).error(&f.to_wire())),
+    }
+}
+
+fn base_reply(req: &Request) -> Reply<'_> {
+    let session_id = match req.action {
+        Action::Login | Action::Describe => None,
+        _ => req.session_id.as_ref(),
+    };
+    Reply {
+        event_id: req.event_id.as_ref(),
+        session_id,
+        action: req.action.as_str(),
+        published: false,
+    }
+}
+
+fn describe(state: &AppState, req: &Request) -> String {
+    let data = json!({"name": state.name, "secure": state.config.secure, "encryptPayloads": false, "publicKey": state.public_key});
+    base_reply(req).ok(&data.to_string(), &RecordMeta::default())
+}
+
+async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
+    let Some(Value::Object(data)) = &req.data else {
+        return Err(Failure::Bad(
+            "login needs a data object with credentials".into(),
+        ));
+    };
+    let user = if state.config.secure {
+        Some(
+            state
+                .security
+                .authenticate(&Credentials::from_value(&Value::Object(data.clone())))
+                .await?,
+        )
+    } else {
+        None
+    };
+    // A second login on the same socket replaces the first session.
+    conn.end_session(state);
+    let id: Arc<str> = Arc::from(new_session_id());
+    let index = state.indexes.acquire();
+    let timestamp = now_millis();
+    let mut info = match data.get("info") {
+        Some(Value::Object(i)) => i.clone(),
+        _ => Map::new(),
+    };
+    info.entry("_local").or_insert(Value::Bool(false));
+    info.insert("happn".into(), json!({"name": state.name}));
+    let cluster_member = info.get("clusterName").is_some_and(truthy);
+    let mut reply = Map::new();
+    reply.insert("id".into(), Value::String(id.to_string()));
+    if let Some(u) = &user {
+        let token = state.security.issue_token(&TokenClaims {
+            id: id.to_string(),
+            username: u.username.clone(),
+            timestamp,
+        });
+        reply.insert("token".into(), Value::String(token));
+        reply.insert("timestamp".into(), timestamp.into());
+    }
+    reply.insert("info".into(), Value::Object(info));
+    reply.insert("index".into(), index.into());
+    reply.insert("type".into(), 1.into());
+    if let Some(u) = &user {
+        reply.insert("user".into(), json!({"username": u.username}));
+    }
+    conn.session = Some(Session {
+        id: id.clone(),
+        index,
+        user,
+    });
+    state.set_session(conn.key, Some(id), cluster_member);
+    Ok(base_reply(req).ok(&Value::Object(reply).to_string(), &RecordMeta::default()))
+}
+
+/// The path a permission check is about: the channel's data path for `on`.
+fn permission_path(req: &Request) -> Option<&str> {
+    let p = req.path.as_ref()?.as_str()?;
+    Some(if req.action == Action::On {
+        Channel::data_path(p)
+    } else {
+        p
+    })
+}
+
+async fn authorize(state: &AppState, conn: &Conn, req: &Request) -> Result<(), Failure> {
+    let needs_session = state.config.secure
+        || matches!(req.action, Action::On | Action::Off | Action::RevokeSession);
+    let Some(session) = &conn.session else {
+        if needs_session {
+            return Err(AccessError::NotLoggedIn.into());
+        }
+        return Ok(());
+    };
+    let Some(user) = &session.user else {
+        return Ok(());
+    };
+    if state.security.is_revoked(&session.id).await? {
+        return Err(AccessError::Unauthorized {
+            reason: Some(format!("session with id {} has been revoked", session.id)),
+        }
+        .into());
+    }
+    let action = req.action.as_str();
+    if matches!(req.action, Action::Off | Action::RevokeSession) {
+        return Ok(());
+    }
+    match permission_path(req) {
+        Some(path) if user.permissions.allows(path, action) => Ok(()),
+        // A missing path is reported as such by the action itself.
+        None => Ok(()),
+        Some(_) => Err(AccessError::Unauthorized { reason: None }.into()),
+    }
+}
+
+fn path_of(req: &Request) -> Result<&str, Failure> {
+    req.path_str().map_err(Failure::Bad)
+}
+
+fn is_security_path(path: &str) -> bool {
+    path.starts_with(SECURITY_PREFIX)
+}
+
+fn set_options(req: &Request) -> Result<SetOptions, Failure> {
+    let tag = match req.options.get("tag") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) if !truthy(other) => None,
+        Some(other) => {
+            return Err(Failure::Bad(format!(
+                "options.tag must be a string, not {}",
+                type_name(other)
+            )))
+        }
+    };
+    Ok(SetOptions {
+        merge: req.option_truthy("merge"),
+        tag,
+        sibling: req.options.get("set_type").and_then(Value::as_str) == Some("sibling"),
+        no_store: req.option_truthy("noStore"),
+    })
+}
+
+async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+    let path = path_of(req)?;
+    if is_security_path(path) {
+        return Err(Failure::Bad(
+            "security records cannot be written over the wire in this version of happn-rs".into(),
+        ));
+    }
+    let opts = set_options(req)?;
+    let written = state.data.set(path, req.data.clone(), &opts).await?;
+    let data_json = serde_json::to_string(&written.record.data).expect("JSON values serialise");
+    let meta = written_meta(&written);
+    let action = format!("/SET@{path}");
+    let published = !req.option_truthy("noPublish");
+    if published {
+        publish(
+            state,
+            conn,
+            req,
+            EventKind::Set,
+            path,
+            &data_json,
+            &meta,
+            &action,
+        );
+    }
+    let reply = Reply {
+        action: if published { &action } else { "set" },
+        published,
+        ..base_reply(req)
+    };
+    Ok(reply.ok(&data_json, &meta))
+}
+
+fn written_meta(w: &Written) -> RecordMeta<'_> {
+    if w.stored {
+        RecordMeta {
+            created: Some(w.record.created),
+            modified: Some(w.record.modified),
+            path: Some(&w.record.path),
+            tag: w.record.tag.as_deref(),
+            ..Default::default()
+        }
+    } else {
+        RecordMeta {
+            path: Some(&w.record.path),
+            ..Default::default()
+        }
+    }
+}
+
+async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+    let path = path_of(req)?;
+    let removed = state
+        .data
+        .remove_unprotected(path, is_security_path)
+        .await?;
+    let data_json = format!("{{\"removed\":{removed}}}");
+    let meta = RecordMeta {
+        timestamp: Some(now_millis()),
+        path: Some(path),
+        ..Default::default()
+    };
+    let action = format!("/REMOVE@{path}");
+    let published = !req.option_truthy("noPublish");
+    if published {
+        publish(
+            state,
+            conn,
+            req,
+            EventKind::Remove,
+            path,
+            &data_json,
+            &meta,
+            &action,
+        );
+    }
+    let reply = Reply {
+        action: if published { &action } else { "remove" },
+        published,
+        ..base_reply(req)
+    };
+    Ok(reply.ok(&data_json, &meta))
+}
+
+/// Deliver the event of a set/remove to every matching subscription, before the writer's reply.
+#[allow(clippy::too_many_arguments)]
+fn publish(
+    state: &AppState,
+    _conn: &Conn,
+    req: &Request,
+    kind: EventKind,
+    path: &str,
+    data_json: &str,
+    meta: &RecordMeta<'_>,
+    action: &str,
+) {
+    let deliveries = state.subscriptions.deliveries(kind, path);
+    if deliveries.is_empty() {
+        return;
+    }
+    let targets: Option<Vec<&str>> = req
+        .options
+        .get("targetClients")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let no_cluster = req.option_truthy("noCluster");
+    let event = EventMeta::new(data_json, meta, action, req.session_id.is_some());
+    state.with_peers(|peers| {
+        for (sub, channel) in deliveries {
+            let Some(peer) = peers.get(&sub.key) else {
+                continue;
+            };
+            let Some(session_id) = &peer.session_id else {
+                continue;
+            };
+            if targets
+                .as_ref()
+                .is_some_and(|t| !t.contains(&session_id.as_ref()))
+                || (no_cluster && peer.cluster_member)
+            {
+                continue;
+            }
+            let _ = peer
+                .tx
+                .send(Outbound::Text(event.render(session_id, &channel)));
+        }
+    });
+}
+
+/// Records clients may never see: the server keypair. Password hashes are stripped instead.
+fn visible(record: &Record) -> bool {
+    record.path != crate::system::KEYPAIR_PATH
+}
+
+fn redacted(record: &Record) -> std::borrow::Cow<'_, Map<String, Value>> {
+    if record.path.starts_with(USER_PREFIX) && record.data.contains_key("password") {
+        let mut d = record.data.clone();
+        d.shift_remove("password");
+        std::borrow::Cow::Owned(d)
+    } else {
+        std::borrow::Cow::Borrowed(&record.data)
+    }
+}
+
+async fn get(state: &AppState, req: &Request) -> Outcome {
+    let path = path_of(req)?;
+    let criteria = req.options.get("criteria").filter(|c| !c.is_null());
+    let query_options = req.options.get("options").filter(|o| !o.is_null());
+    let query = Query::parse(criteria, query_options)?;
+    let path_only = query_options
+        .and_then(|o| o.get("path_only"))
+        .is_some_and(truthy);
+    let found = state
+        .data
+        .get(path, &query, criteria.is_some() || path_only)
+        .await?;
+    let reply = base_reply(req);
+    Ok(match found {
+        Found::One(Some(r)) if visible(&r) => {
+            let data = redacted(&r);
+            if query.has_projection() {
+                let projected = query.project(&data);
+                reply.ok(
+                    &serde_json::to_string(&projected).expect("JSON"),
+                    &RecordMeta {
+                        path: Some(&r.path),
+                        ..Default::default()
+                    },
+                )
+            } else {
+                let meta = RecordMeta {
+                    created: Some(r.created),
+                    modified: Some(r.modified),
+                    path: Some(&r.path),
+                    tag: r.tag.as_deref(),
+                    ..Default::default()
+                };
+                reply.ok(&serde_json::to_string(&data).expect("JSON"), &meta)
+            }
+        }
+        Found::One(_) => reply.ok("null", &RecordMeta::default()),
+        Found::Count(n) => reply.ok(&format!("{{\"value\":{n}}}"), &RecordMeta::default()),
+        Found::Many(records) => {
+            let items = records.iter().filter(|r| visible(r)).map(|r| {
+                let id = Some(r.path.as_str());
+                if path_only {
+                    item_json(
+                        &Map::new(),
+                        &RecordMeta {
+                            path: id,
+                            id,
+                            ..Default::default()
+                        },
+                    )
+                } else if query.has_projection() {
+                    item_json(
+                        &query.project(&redacted(r)),
+                        &RecordMeta {
+                            path: id,
+                            id,
+                            ..Default::default()
+                        },
+                    )
+                } else {
+                    let meta = RecordMeta {
+                        created: Some(r.created),
+                        modified: Some(r.modified),
+                        path: id,
+                        id,
+                        tag: r.tag.as_deref(),
+                        ..Default::default()
+                    };
+                    item_json(&redacted(r), &meta)
+                }
+            });
+            reply.array(items)
+        }
+    })
+}
+
+fn ref_count(req: &Request) -> i64 {
+    match req.options.get("refCount") {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>, Failure> {
+    let channel = path_of(req)?;
+    let sub = conn
+        .subscriber()
+        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    state
+        .subscriptions
+        .subscribe(sub, channel, ref_count(req))
+        .map_err(Failure::Bad)?;
+    let reply = base_reply(req);
+    let initial_callback = req.option_truthy("initialCallback");
+    let initial_emit = req.option_truthy("initialEmit");
+    if !initial_callback && !initial_emit {
+        return Ok(vec![reply.ok_status_first("{}")]);
+    }
+    // Initial values: the subscription's data path read as a (possibly single-item) list in path
+    // order; a failing read still answers ok, as the original does.
+    let data_path = Channel::data_path(channel);
+    let records = match state.data.get(data_path, &Query::default(), true).await {
+        Ok(Found::Many(r)) => r.into_iter().filter(visible).collect(),
+        _ => Vec::new(),
+    };
+    let metas = |r: &Record| -> String {
+        let mut s = String::new();
+        let mut w = happn_protocol::json::ObjectWriter::open(&mut s);
+        w.int("created", r.created)
+            .int("modified", r.modified)
+            .str("path", &r.path)
+            .str("_id", &r.path);
+        w.close();
+        s
+    };
+    if initial_callback {
+        let mut items = Vec::with_capacity(records.len());
+        let mut raw = Vec::with_capacity(records.len());
+        for r in &records {
+            let meta = RecordMeta {
+                created: Some(r.created),
+                modified: Some(r.modified),
+                path: Some(&r.path),
+                id: Some(&r.path),
+                ..Default::default()
+            };
+            let item = item_json(&redacted(r), &meta);
+            raw.push(format!("{{\"data\":{item},\"_meta\":{}}}", metas(r)));
+            items.push(item);
+        }
+        return Ok(vec![reply.ok_initial_values(
+            &format!("[{}]", items.join(",")),
+            &format!("[{}]", raw.join(",")),
+        )]);
+    }
+    // initialEmit: the reply first, then one event per value carrying the `on` request's eventId.
+    let session_id = conn
+        .session
+        .as_ref()
+        .map(|s| s.id.to_string())
+        .unwrap_or_default();
+    let mut frames = vec![reply.ok_status_first("[]")];
+    for r in &records {
+        let mut s = String::new();
+        let mut w = happn_protocol::json::ObjectWriter::open(&mut s);
+        w.value("data", redacted(r).as_ref());
+        let mut m = w.object("_meta");
+        m.int("created", r.created)
+            .int("modified", r.modified)
+            .str("path", &r.path)
+            .str("_id", &r.path);
+        m.str("channel", channel)
+            .str("sessionId", &session_id)
+            .str("action", channel)
+            .str("type", "data");
+        if let Some(e) = &req.event_id {
+            m.value("eventId", e);
+        }
+        m.str("status", "ok").bool("published", false);
+        m.close();
+        w.str("protocol", happn_protocol::PROTOCOL_VERSION);
+        w.close();
+        frames.push(s);
+    }
+    Ok(frames)
+}
+
+fn off(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+    let channel = path_of(req)?;
+    let sub = conn
+        .subscriber()
+        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    if channel == "*" {
+        state.subscriptions.remove_subscriber(sub);
+    } else {
+        state
+            .subscriptions
+            .unsubscribe(sub, channel, ref_count(req));
+    }
+    Ok(base_reply(req).ok_status_first("{}"))
+}
+
+async fn revoke(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+    let session = conn
+        .session
+        .as_ref()
+        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    if session.user.is_none() {
+        return Err(Failure::Bad("invalid session token".into()));
+    }
+    state.security.revoke(&session.id).await?;
+    Ok(base_reply(req).ok_status_first("{}"))
+}

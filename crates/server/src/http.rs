@@ -1,0 +1,168 @@
+//! The HTTP side: the Primus endpoint (`/primus*`: websocket upgrade, `/primus/spec`, 426 for
+//! anything else), and happn's small routes (`/version`, `/ping`). In secure mode other paths
+//! need a session token (cookie `happn_token` or `?happn_token=`), as in the original.
+
+use crate::conn::{self, Heartbeat};
+use crate::state::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::sync::Arc;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(axum::middleware::map_response(shape_headers))
+        .with_state(state)
+}
+
+/// Header order and `Date` as the reference sends them: the 101 reply lists Upgrade,
+/// Connection, Sec-WebSocket-Accept and nothing else; other replies get a `Date`.
+async fn shape_headers(mut resp: Response) -> Response {
+    let upgrade = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    if upgrade {
+        let mut ordered = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        for name in [
+            header::UPGRADE,
+            header::CONNECTION,
+            header::SEC_WEBSOCKET_ACCEPT,
+        ] {
+            if let Some(v) = h.remove(&name) {
+                ordered.insert(name, v);
+            }
+        }
+        ordered.extend(h.drain());
+        *resp.headers_mut() = ordered;
+    } else if let Ok(date) =
+        HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+    {
+        h.insert(header::DATE, date);
+    }
+    resp
+}
+
+const PRIMUS_SPEC: &str = r#"{"version":"6.0.1","pathname":"/primus","timeout":35000,"parser":"json","transformer":"websockets"}"#;
+
+async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let path = uri.path();
+    // Primus claims every path that starts with /primus, any query.
+    if path.starts_with("/primus") {
+        if let Ok(ws) = ws {
+            let heartbeat = Heartbeat::from_query(uri.query());
+            let max = state.config.max_frame_bytes;
+            return ws
+                .max_message_size(max)
+                .max_frame_size(max)
+                .on_upgrade(move |socket| conn::run(socket, state, heartbeat))
+                .into_response();
+        }
+        return primus_http(&method, path, &headers);
+    }
+    if path.eq_ignore_ascii_case("/version") {
+        return json(StatusCode::OK, r#"{"version":"2.21.0"}"#.to_string());
+    }
+    if path == "/ping" {
+        return text(StatusCode::OK, "pong");
+    }
+    if state.config.secure {
+        let Some(token) = token_of(&uri, &headers) else {
+            return forbidden("happn_token cookie missing in request");
+        };
+        if state.security.verify_token(&token).await.is_none() {
+            return forbidden("invalid token format or null token");
+        }
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        &format!("Cannot {} {}", method, path),
+    )
+}
+
+/// `/primus*` without a websocket upgrade: the spec, CORS preflight, or 426.
+fn primus_http(method: &Method, path: &str, headers: &HeaderMap) -> Response {
+    let origin = headers.get(header::ORIGIN).cloned();
+    let mut resp = if method == Method::OPTIONS
+        && origin.is_some()
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let mut r = StatusCode::OK.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("2592000"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE, OPTIONS"),
+        );
+        r
+    } else if path == "/primus/spec" {
+        json(StatusCode::OK, PRIMUS_SPEC.to_string())
+    } else {
+        let mut r = text(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+        let h = r.headers_mut();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+        );
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        r
+    };
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    resp
+}
+
+fn token_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    for cookie in headers.get_all(header::COOKIE) {
+        for part in cookie.to_str().unwrap_or("").split(';') {
+            if let Some(v) = part.trim().strip_prefix("happn_token=") {
+                return Some(v.to_string());
+            }
+        }
+    }
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("happn_token=").map(str::to_string))
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// 403 with the original's status text `unauthorized access`.
+fn forbidden(body: &str) -> Response {
+    let mut r = text(StatusCode::FORBIDDEN, body);
+    r.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(
+            b"unauthorized access",
+        ));
+    r
+}

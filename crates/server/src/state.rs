@@ -1,0 +1,120 @@
+//! Shared server state: the engine services plus the registry of live connections that events
+//! and shutdown notices are delivered through.
+
+use crate::config::Config;
+use happn_engine::data::DataService;
+use happn_engine::pubsub::Subscriptions;
+use happn_engine::security::Security;
+use happn_engine::session::SessionIndexes;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What a connection's writer task is asked to send.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    /// Close the socket: optional text frames first (system message, `primus::server::close`),
+    /// then close frame `code`.
+    Close {
+        preface: Vec<String>,
+        code: u16,
+        reason: String,
+    },
+}
+
+pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
+
+/// A connection as other tasks see it.
+#[derive(Clone)]
+pub struct Peer {
+    pub tx: OutboundTx,
+    /// The logged-in session id (events carry the recipient's).
+    pub session_id: Option<Arc<str>>,
+    /// The login `info.clusterName` was set (skipped by `noCluster` publishes).
+    pub cluster_member: bool,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub name: String,
+    pub public_key: String,
+    pub data: Arc<DataService>,
+    pub security: Security,
+    pub subscriptions: Subscriptions,
+    pub indexes: SessionIndexes,
+    peers: RwLock<HashMap<u64, Peer>>,
+    next_key: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        name: String,
+        public_key: String,
+        data: Arc<DataService>,
+        security: Security,
+    ) -> Self {
+        AppState {
+            config,
+            name,
+            public_key,
+            data,
+            security,
+            subscriptions: Subscriptions::new(),
+            indexes: SessionIndexes::new(),
+            peers: RwLock::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    pub fn register(&self, tx: OutboundTx) -> u64 {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        self.peers.write().insert(
+            key,
+            Peer {
+                tx,
+                session_id: None,
+                cluster_member: false,
+            },
+        );
+        key
+    }
+
+    pub fn unregister(&self, key: u64) {
+        self.peers.write().remove(&key);
+    }
+
+    pub fn set_session(&self, key: u64, session_id: Option<Arc<str>>, cluster_member: bool) {
+        if let Some(p) = self.peers.write().get_mut(&key) {
+            p.session_id = session_id;
+            p.cluster_member = cluster_member;
+        }
+    }
+
+    pub fn peer(&self, key: u64) -> Option<Peer> {
+        self.peers.read().get(&key).cloned()
+    }
+
+    /// Run `f` over the peers without cloning them (publish fan-out).
+    pub fn with_peers<R>(&self, f: impl FnOnce(&HashMap<u64, Peer>) -> R) -> R {
+        f(&self.peers.read())
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.peers.read().len()
+    }
+
+    /// Ask every connection to close, with the given frames first.
+    pub fn close_all(&self, preface: &[String]) {
+        for p in self.peers.read().values() {
+            let _ = p.tx.send(Outbound::Close {
+                preface: preface.to_vec(),
+                code: 1000,
+                reason: String::new(),
+            });
+        }
+    }
+}

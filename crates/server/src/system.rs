@@ -1,0 +1,83 @@
+//! System records the server keeps in its own store: the system name and the server keypair
+//! (secp256k1, as the original; `describe` announces the public key).
+
+use base64::Engine as _;
+use happn_engine::data::DataService;
+use happn_engine::record::{now_millis, Record};
+use happn_engine::DataError;
+use rand::seq::SliceRandom;
+use serde_json::{json, Map, Value};
+
+pub const NAME_PATH: &str = "/_SYSTEM/_NETWORK/_SETTINGS/NAME";
+pub const KEYPAIR_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/KEYPAIR";
+
+const WORDS: &[&str] = &[
+    "amber", "breeze", "cedar", "delta", "ember", "falcon", "glacier", "harbor", "indigo",
+    "juniper", "kestrel", "lumen", "meadow", "nebula", "onyx", "prairie", "quartz", "raven",
+    "sierra", "tundra", "umber", "violet", "willow", "zephyr",
+];
+
+fn value_record(path: &str, value: Value) -> Record {
+    let mut data = Map::new();
+    data.insert("value".into(), value);
+    Record::new(path, data, now_millis())
+}
+
+/// The configured name wins (and is persisted); otherwise the persisted one; otherwise a new
+/// `<word>_<id>` name is generated and persisted.
+pub async fn system_name(
+    data: &DataService,
+    configured: Option<&str>,
+) -> Result<String, DataError> {
+    let stored = data.get_record(NAME_PATH).await?.and_then(|r| {
+        r.data
+            .get("value")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let name = match (configured, stored) {
+        (Some(c), Some(s)) if c == s => return Ok(s),
+        (Some(c), _) => c.to_string(),
+        (None, Some(s)) => return Ok(s),
+        (None, None) => {
+            let mut rng = rand::thread_rng();
+            let word = WORDS.choose(&mut rng).copied().unwrap_or("happn");
+            let id: String = uuid::Uuid::new_v4().simple().to_string()[..9].to_string();
+            format!("{word}_{id}")
+        }
+    };
+    data.put_record(value_record(NAME_PATH, Value::String(name.clone())))
+        .await?;
+    Ok(name)
+}
+
+/// The server keypair's public half: base64 of the 33-byte compressed point. Generated once and
+/// persisted (private key included) at the original's path; never served over the wire.
+pub async fn server_public_key(data: &DataService) -> Result<String, DataError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(rec) = data.get_record(KEYPAIR_PATH).await? {
+        if let Some(pk) = rec
+            .data
+            .get("value")
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .and_then(|v| {
+                v.get("publicKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        {
+            return Ok(pk);
+        }
+    }
+    let secret = k256::SecretKey::random(&mut rand::thread_rng());
+    let public = secret.public_key();
+    let public_b64 = b64.encode(
+        k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&public, true).as_bytes(),
+    );
+    let private_b64 = b64.encode(secret.to_bytes());
+    let value = json!({"privateKey": private_b64, "publicKey": public_b64}).to_string();
+    data.put_record(value_record(KEYPAIR_PATH, Value::String(value)))
+        .await?;
+    Ok(public_b64)
+}

@@ -1,0 +1,246 @@
+//! Wire-level tests: a real server on a loopback port, driven with raw websocket frames.
+
+use futures_util::{SinkExt, StreamExt};
+use happn_rs::config::Config;
+use happn_rs::{start, Server, StopMode};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn server(secure: bool, tweak: impl FnOnce(&mut Config)) -> Server {
+    let mut c = Config {
+        port: 0,
+        host: "127.0.0.1".into(),
+        secure,
+        ..Config::default()
+    };
+    tweak(&mut c);
+    start(c).await.expect("server starts")
+}
+
+async fn connect(s: &Server, query: &str) -> Ws {
+    let url = format!("ws://{}/primus?{query}", s.local_addr);
+    let (ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    assert!(resp.headers().get("sec-websocket-protocol").is_none());
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("reply in time")
+            .expect("open")
+            .unwrap()
+        {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+async fn login(ws: &mut Ws) -> String {
+    send(
+        ws,
+        json!({"action":"login","eventId":"l","data":{"username":"_ADMIN","password":"happn"}}),
+    )
+    .await;
+    let r = recv(ws).await;
+    assert_eq!(r["_meta"]["status"], "ok", "{r}");
+    r["data"]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn set_get_remove_round_trip() {
+    let s = server(true, |_| {}).await;
+    let mut ws = connect(&s, "").await;
+    login(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"action":"set","eventId":1,"path":"/a/1","data":{"x":1},"sessionId":"s"}),
+    )
+    .await;
+    let r = recv(&mut ws).await;
+    assert_eq!(r["_meta"]["action"], "/SET@/a/1");
+    assert_eq!(r["protocol"], "1.1.0");
+    send(&mut ws, json!({"action":"get","eventId":2,"path":"/a/*"})).await;
+    let r = recv(&mut ws).await;
+    let items = r.as_array().expect("array reply");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["x"], 1);
+    assert_eq!(items[1]["eventId"], 2);
+    send(
+        &mut ws,
+        json!({"action":"remove","eventId":3,"path":"/a/*"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["data"]["removed"], 1);
+    s.stop(StopMode::NoReconnect).await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_socket_survives() {
+    let s = server(true, |_| {}).await;
+    let mut ws = connect(&s, "").await;
+    for frame in [
+        "null",
+        "\"a string\"",
+        "42",
+        "[1,2]",
+        "\"primus::bogus::x\"",
+    ] {
+        ws.send(Message::Text(frame.into())).await.unwrap();
+        let r = recv(&mut ws).await;
+        assert_eq!(
+            r["_meta"]["error"]["name"], "Unknown request action: undefined",
+            "{frame}"
+        );
+        assert!(r["_meta"].get("eventId").is_none());
+    }
+    ws.send(Message::Text("{not json".into())).await.unwrap(); // dropped silently
+    send(&mut ws, json!({"action":"frobnicate","eventId":4})).await;
+    assert_eq!(
+        recv(&mut ws).await["_meta"]["error"]["name"],
+        "Unknown request action: frobnicate"
+    );
+    send(&mut ws, json!({"action":"get","eventId":5,"path":"/x"})).await;
+    let r = recv(&mut ws).await;
+    assert_eq!(
+        r["_meta"]["error"],
+        json!({"name":"AccessDenied","message":"not logged in"})
+    );
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    ws.send(Message::Text(deep.into())).await.unwrap();
+    let r = recv(&mut ws).await;
+    assert!(r["_meta"]["error"]["name"]
+        .as_str()
+        .unwrap()
+        .contains("nested too deeply"));
+    login(&mut ws).await;
+    send(&mut ws, json!({"action":"get","eventId":6,"path":5})).await;
+    assert_eq!(
+        recv(&mut ws).await["_meta"]["error"]["name"],
+        "Error: path must be a string, not a number"
+    );
+    send(
+        &mut ws,
+        json!({"action":"get","eventId":7,"path":"/x","options":"nope"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["_meta"]["status"], "error");
+    send(
+        &mut ws,
+        json!({"action":"on","eventId":8,"path":"/no-at-sign"}),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["_meta"]["status"], "error");
+    send(&mut ws, json!({"action":"describe","eventId":9})).await;
+    assert_eq!(recv(&mut ws).await["data"]["secure"], true);
+    s.stop(StopMode::NoReconnect).await;
+}
+
+#[tokio::test]
+async fn oversized_frames_close_with_a_clear_error() {
+    let s = server(false, |c| c.max_frame_bytes = 64 * 1024).await;
+    let mut ws = connect(&s, "").await;
+    let big = json!({"action":"set","eventId":1,"path":"/big","data":{"b":"x".repeat(100_000)}});
+    let _ = ws.send(Message::Text(big.to_string().into())).await;
+    let r = recv(&mut ws).await;
+    assert!(
+        r["_meta"]["error"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("maximum size of 65536 bytes"),
+        "{r}"
+    );
+    match tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+    {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1009),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    // Other clients are unaffected.
+    let mut other = connect(&s, "").await;
+    send(&mut other, json!({"action":"describe","eventId":1})).await;
+    assert_eq!(recv(&mut other).await["_meta"]["status"], "ok");
+    s.stop(StopMode::NoReconnect).await;
+}
+
+#[tokio::test]
+async fn heartbeat_pongs_then_flatline_close() {
+    let s = server(false, |_| {}).await;
+    let mut ws = connect(&s, "ping=200&pong=100").await;
+    ws.send(Message::Text("\"primus::ping::77\"".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("\"primus::pong::77\"".into())
+    );
+    let mut pongs = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Text(t))) => {
+                assert!(t.starts_with("\"primus::pong::"));
+                pongs += 1;
+            }
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1000);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        pongs, 2,
+        "two unsolicited pongs (allowSkippedHeartBeats) before the close"
+    );
+    s.stop(StopMode::NoReconnect).await;
+}
+
+#[tokio::test]
+async fn events_precede_the_reply_and_shutdown_is_announced() {
+    let s = server(true, |_| {}).await;
+    let mut ws = connect(&s, "").await;
+    let sid = login(&mut ws).await;
+    send(&mut ws, json!({"action":"on","eventId":1,"path":"/SET@/e/*","sessionId":sid,"options":{"refCount":0}})).await;
+    assert_eq!(recv(&mut ws).await["_meta"]["action"], "on");
+    send(
+        &mut ws,
+        json!({"action":"set","eventId":2,"path":"/e/1","data":{"v":1},"sessionId":sid}),
+    )
+    .await;
+    let ev = recv(&mut ws).await;
+    assert_eq!(ev["_meta"]["type"], "data");
+    assert_eq!(ev["_meta"]["channel"], "/SET@/e/*");
+    assert_eq!(ev["_meta"]["sessionId"], sid.as_str());
+    assert_eq!(recv(&mut ws).await["_meta"]["type"], "response");
+    let stopper = tokio::spawn(s.stop(StopMode::NoReconnect));
+    let sys = recv(&mut ws).await;
+    assert_eq!(sys["_meta"]["type"], "system");
+    assert_eq!(sys["eventKey"], "server-side-disconnect");
+    assert_eq!(sys["reconnect"], false);
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("\"primus::server::close\"".into())
+    );
+    assert!(matches!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Close(_)
+    ));
+    stopper.await.unwrap();
+}

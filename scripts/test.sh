@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run every test of happn-rs: Rust unit/integration tests, the compatibility suite that drives
+# the real npm happn@2.21.0 client against the release binary, and the wire-trace comparison
+# against the reference recording (when ../shared is present).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+target=${CARGO_TARGET_DIR:-$root/target}
+export HAPPN_RS_BIN=${HAPPN_RS_BIN:-$target/release/happn-rs}
+
+echo "== cargo build --release"
+cargo build --release --workspace --locked
+
+echo "== cargo test"
+cargo test --release --workspace --locked
+
+echo "== compat suite (real happn@2.21.0 client)"
+if [ ! -d tests/compat/node_modules/happn ]; then
+  (cd tests/compat && npm ci --no-audit --no-fund)
+fi
+(cd tests/compat && npm test)
+
+shared=${HAPPN_SHARED:-$root/../shared}
+if [ -f "$shared/tools/wire-recorder/record.js" ]; then
+  echo "== wire traces vs reference (differences must be the ones in tests/wire/expected.diff)"
+  mkdir -p "$target/traces"
+  scripts/wire-diff.sh > "$target/traces/wire.diff"
+  if ! diff -u tests/wire/expected.diff "$target/traces/wire.diff"; then
+    echo "wire trace differences changed: review them, list new ones in COMPATIBILITY.md, update tests/wire/expected.diff" >&2
+    exit 1
+  fi
+  echo "wire traces: only the expected differences"
+else
+  echo "== wire traces skipped: $shared/tools/wire-recorder not found"
+fi
+echo "all test suites passed"
