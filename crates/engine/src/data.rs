@@ -69,12 +69,7 @@ impl DataService {
         &self.stripes[(h.finish() as usize) % STRIPES]
     }
 
-    pub async fn set(
-        &self,
-        path: &str,
-        data: Option<Value>,
-        opts: &SetOptions,
-    ) -> Result<Written, DataError> {
+    pub async fn set(&self, path: &str, data: Option<Value>, opts: &SetOptions) -> Result<Written, DataError> {
         if let Some(tag) = &opts.tag {
             if data.as_ref().is_some_and(|d| !d.is_null()) {
                 return Err(DataError::TagWithData);
@@ -89,18 +84,10 @@ impl DataService {
             });
         }
         if opts.sibling {
-            let sibling = format!(
-                "{}{}{}",
-                path,
-                if path.ends_with('/') { "" } else { "/" },
-                unique_id()
-            );
+            let sibling = format!("{}{}{}", path, if path.ends_with('/') { "" } else { "/" }, unique_id());
             let record = Record::new(sibling, body, now_millis());
             self.store.write(WriteBatch::put(record.clone())).await?;
-            return Ok(Written {
-                record,
-                stored: true,
-            });
+            return Ok(Written { record, stored: true });
         }
         let _guard = self.stripe(path).lock().await;
         let existing = self.store.get(path).await?;
@@ -108,11 +95,7 @@ impl DataService {
         let record = match existing {
             None => Record::new(path, body, now),
             Some(old) => {
-                let data = if opts.merge {
-                    merge(body, old.data)
-                } else {
-                    body
-                };
+                let data = if opts.merge { merge(body, old.data) } else { body };
                 Record {
                     path: path.to_string(),
                     data,
@@ -123,10 +106,7 @@ impl DataService {
             }
         };
         self.store.write(WriteBatch::put(record.clone())).await?;
-        Ok(Written {
-            record,
-            stored: true,
-        })
+        Ok(Written { record, stored: true })
     }
 
     /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
@@ -138,10 +118,7 @@ impl DataService {
         let mut snapshot = Map::new();
         let source = match existing {
             Some(old) => {
-                let source = Record {
-                    modified: now,
-                    ..old
-                };
+                let source = Record { modified: now, ..old };
                 snapshot.insert("data".into(), Value::Object(source.data.clone()));
                 snapshot.insert("_meta".into(), meta_path(path));
                 snapshot.insert("created".into(), source.created.into());
@@ -177,21 +154,13 @@ impl DataService {
 
     /// Read by exact path, wildcard or query. `exact_single` is false when the caller needs an
     /// array reply even for an exact path (criteria present, `path_only`).
-    pub async fn get(
-        &self,
-        path: &str,
-        query: &Query,
-        force_many: bool,
-    ) -> Result<Found, DataError> {
+    pub async fn get(&self, path: &str, query: &Query, force_many: bool) -> Result<Found, DataError> {
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() && !force_many && !query.count_only() {
             return Ok(Found::One(self.store.get(path).await?));
         }
         let records = self.store.find(&pattern).await?;
-        let mut hits: Vec<Record> = records
-            .into_iter()
-            .filter(|r| query.matches(&DocRef::from(r)))
-            .collect();
+        let mut hits: Vec<Record> = records.into_iter().filter(|r| query.matches(&DocRef::from(r))).collect();
         if query.count_only() {
             return Ok(Found::Count(hits.len()));
         }
@@ -211,11 +180,7 @@ impl DataService {
 
     /// Like [`DataService::remove`], but records for which `protected` holds are left alone (a
     /// client's `remove *` must not wipe the security directory).
-    pub async fn remove_unprotected(
-        &self,
-        path: &str,
-        protected: impl Fn(&str) -> bool,
-    ) -> Result<usize, DataError> {
+    pub async fn remove_unprotected(&self, path: &str, protected: impl Fn(&str) -> bool) -> Result<usize, DataError> {
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() {
             if protected(path) {
@@ -353,31 +318,16 @@ mod tests {
 
     #[test]
     fn scalars_are_wrapped() {
-        assert_eq!(
-            format_set_data(Some(json!("s"))).unwrap(),
-            obj(json!({"value":"s"}))
-        );
-        assert_eq!(
-            format_set_data(Some(json!([1, 2]))).unwrap(),
-            obj(json!({"value":[1,2]}))
-        );
-        assert_eq!(
-            format_set_data(Some(json!(null))).unwrap(),
-            obj(json!({"value":null}))
-        );
+        assert_eq!(format_set_data(Some(json!("s"))).unwrap(), obj(json!({"value":"s"})));
+        assert_eq!(format_set_data(Some(json!([1, 2]))).unwrap(), obj(json!({"value":[1,2]})));
+        assert_eq!(format_set_data(Some(json!(null))).unwrap(), obj(json!({"value":null})));
         assert_eq!(format_set_data(None).unwrap(), Map::new());
-        assert_eq!(
-            format_set_data(Some(json!({"a":1,"_meta":{"x":1}}))).unwrap(),
-            obj(json!({"a":1}))
-        );
+        assert_eq!(format_set_data(Some(json!({"a":1,"_meta":{"x":1}}))).unwrap(), obj(json!({"a":1})));
     }
 
     #[test]
     fn bad_field_names() {
-        assert!(matches!(
-            format_set_data(Some(json!({"a.b":1}))),
-            Err(DataError::DotInFieldName)
-        ));
+        assert!(matches!(format_set_data(Some(json!({"a.b":1}))), Err(DataError::DotInFieldName)));
         assert!(matches!(
             format_set_data(Some(json!({"x":{"$y":1}}))),
             Err(DataError::DollarFieldName)
@@ -391,29 +341,17 @@ mod tests {
 
     #[test]
     fn merge_is_one_level_new_keys_first_null_keeps() {
-        let m = merge(
-            obj(json!({"b":2,"a":null,"n":{"z":1}})),
-            obj(json!({"a":1,"c":3,"n":{"y":1}})),
-        );
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            r#"{"b":2,"a":1,"n":{"z":1},"c":3}"#
-        );
+        let m = merge(obj(json!({"b":2,"a":null,"n":{"z":1}})), obj(json!({"a":1,"c":3,"n":{"y":1}})));
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"b":2,"a":1,"n":{"z":1},"c":3}"#);
     }
 
     #[tokio::test]
     async fn set_keeps_created_and_bumps_modified() {
         let s = svc();
-        let a = s
-            .set("/p", Some(json!({"v":1})), &SetOptions::default())
-            .await
-            .unwrap();
+        let a = s.set("/p", Some(json!({"v":1})), &SetOptions::default()).await.unwrap();
         assert_eq!(a.record.created, a.record.modified);
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-        let b = s
-            .set("/p", Some(json!({"w":2})), &SetOptions::default())
-            .await
-            .unwrap();
+        let b = s.set("/p", Some(json!({"w":2})), &SetOptions::default()).await.unwrap();
         assert_eq!(b.record.created, a.record.created);
         assert!(b.record.modified > a.record.modified);
         assert_eq!(b.record.data, obj(json!({"w":2})));
@@ -428,35 +366,25 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(
-            serde_json::to_string(&c.record.data).unwrap(),
-            r#"{"v":3,"w":2}"#
-        );
+        assert_eq!(serde_json::to_string(&c.record.data).unwrap(), r#"{"v":3,"w":2}"#);
     }
 
     #[tokio::test]
     async fn tags_and_siblings() {
         let s = svc();
-        s.set("/t", Some(json!({"v":1})), &SetOptions::default())
-            .await
-            .unwrap();
+        s.set("/t", Some(json!({"v":1})), &SetOptions::default()).await.unwrap();
         let opts = SetOptions {
             tag: Some("T1".into()),
             ..Default::default()
         };
         let t = s.set("/t", None, &opts).await.unwrap();
-        assert!(
-            t.record.path.starts_with("/_TAGS/t/") && t.record.path.len() == "/_TAGS/t/".len() + 32
-        );
+        assert!(t.record.path.starts_with("/_TAGS/t/") && t.record.path.len() == "/_TAGS/t/".len() + 32);
         assert_eq!(t.record.tag.as_deref(), Some("T1"));
         assert_eq!(t.record.data["data"], json!({"v":1}));
         assert_eq!(t.record.data["_id"], json!("/t"));
         let src = s.get_record("/t").await.unwrap().unwrap();
         assert_eq!(t.record.data["modified"], json!(src.modified));
-        assert!(matches!(
-            s.set("/t", Some(json!({})), &opts).await,
-            Err(DataError::TagWithData)
-        ));
+        assert!(matches!(s.set("/t", Some(json!({})), &opts).await, Err(DataError::TagWithData)));
         // Tagging a missing path creates an empty source record; concatenation without '/'.
         let t2 = s.set("tag/none", None, &opts).await.unwrap();
         assert!(t2.record.path.starts_with("/_TAGStag/none/"));
@@ -464,10 +392,7 @@ mod tests {
             serde_json::to_string(&t2.record.data).unwrap(),
             r#"{"data":{},"_meta":{"path":"tag/none"}}"#
         );
-        assert_eq!(
-            s.get_record("tag/none").await.unwrap().unwrap().data,
-            Map::new()
-        );
+        assert_eq!(s.get_record("tag/none").await.unwrap().unwrap().data, Map::new());
 
         let sib = s
             .set(
@@ -517,39 +442,21 @@ mod tests {
     async fn get_and_remove() {
         let s = svc();
         for (p, r) in [("/g/2", 1), ("/g/1", 3), ("/g/3", 2), ("/x/g/1", 0)] {
-            s.set(p, Some(json!({"rank": r})), &SetOptions::default())
-                .await
-                .unwrap();
+            s.set(p, Some(json!({"rank": r})), &SetOptions::default()).await.unwrap();
         }
         let q = Query::default();
         match s.get("/g/*", &q, false).await.unwrap() {
-            Found::Many(v) => assert_eq!(
-                v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-                ["/g/1", "/g/2", "/g/3"]
-            ),
+            Found::Many(v) => assert_eq!(v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/g/1", "/g/2", "/g/3"]),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            s.get("/g/9", &q, false).await.unwrap(),
-            Found::One(None)
-        ));
-        let q = Query::parse(
-            Some(&json!({"rank":{"$gte":2}})),
-            Some(&json!({"sort":{"rank":-1}})),
-        )
-        .unwrap();
+        assert!(matches!(s.get("/g/9", &q, false).await.unwrap(), Found::One(None)));
+        let q = Query::parse(Some(&json!({"rank":{"$gte":2}})), Some(&json!({"sort":{"rank":-1}}))).unwrap();
         match s.get("/g/*", &q, true).await.unwrap() {
-            Found::Many(v) => assert_eq!(
-                v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-                ["/g/1", "/g/3"]
-            ),
+            Found::Many(v) => assert_eq!(v.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), ["/g/1", "/g/3"]),
             other => panic!("{other:?}"),
         }
         let q = Query::parse(None, Some(&json!({"count":true}))).unwrap();
-        assert!(matches!(
-            s.get("/g/*", &q, true).await.unwrap(),
-            Found::Count(3)
-        ));
+        assert!(matches!(s.get("/g/*", &q, true).await.unwrap(), Found::Count(3)));
         assert_eq!(s.remove("/g/*").await.unwrap(), 3);
         assert_eq!(s.remove("/g/*").await.unwrap(), 0);
         assert_eq!(s.remove("/x/g/1").await.unwrap(), 1);

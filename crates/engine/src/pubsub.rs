@@ -7,8 +7,7 @@
 //! order they were first subscribed. Within a channel, subscribers go by ascending session index.
 
 use crate::path::Pattern;
-use indexmap::IndexMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -39,9 +38,7 @@ pub struct Channel {
 impl Channel {
     /// Parse `/SET@…`, `/REMOVE@…`, `/ALL@…` (upper case exactly, like the original).
     pub fn parse(channel: &str) -> Result<Channel, String> {
-        let bad = || {
-            format!("invalid subscription channel {channel:?}: expected /SET@<path>, /REMOVE@<path> or /ALL@<path>")
-        };
+        let bad = || format!("invalid subscription channel {channel:?}: expected /SET@<path>, /REMOVE@<path> or /ALL@<path>");
         let rest = channel.strip_prefix('/').ok_or_else(bad)?;
         let (event, path) = rest.split_once('@').ok_or_else(bad)?;
         let kind = match event {
@@ -77,22 +74,116 @@ pub struct Subscriber {
 type Listeners = BTreeMap<Subscriber, i64>;
 
 struct WildcardChannel {
+    /// Creation order: wildcard deliveries follow first-subscription order.
+    seq: u64,
     kind: EventKind,
     pattern: Pattern,
     listeners: Listeners,
 }
 
+/// Wildcard channels indexed by the literal text before their first `*`. A path can only match
+/// a pattern whose literal prefix is a prefix of the path, so a publish looks up each distinct
+/// prefix length once: the cost follows the path's length and the candidates that share its
+/// prefixes, not the number of wildcard subscriptions.
 #[derive(Default)]
-struct Inner {
-    exact: HashMap<String, Listeners>,
-    /// Insertion-ordered, because wildcard deliveries follow first-subscription order.
-    wildcard: IndexMap<String, WildcardChannel>,
-    by_subscriber: HashMap<Subscriber, HashSet<String>>,
+struct WildcardIndex {
+    channels: HashMap<String, WildcardChannel>,
+    by_prefix: HashMap<String, Vec<String>>,
+    /// Distinct prefix lengths in use, with how many channels have each.
+    prefix_lengths: BTreeMap<usize, usize>,
+    next_seq: u64,
+}
+
+impl WildcardIndex {
+    fn listeners_mut(&mut self, channel: &str, kind: EventKind, data_path: &str) -> &mut Listeners {
+        if !self.channels.contains_key(channel) {
+            let pattern = Pattern::new(data_path);
+            let prefix = pattern.literal_prefix().to_string();
+            *self.prefix_lengths.entry(prefix.len()).or_insert(0) += 1;
+            self.by_prefix.entry(prefix).or_default().push(channel.to_string());
+            self.next_seq += 1;
+            let w = WildcardChannel {
+                seq: self.next_seq,
+                kind,
+                pattern,
+                listeners: Listeners::new(),
+            };
+            self.channels.insert(channel.to_string(), w);
+        }
+        &mut self.channels.get_mut(channel).expect("inserted above").listeners
+    }
+
+    fn drop_if_empty(&mut self, channel: &str) {
+        if !self.channels.get(channel).is_some_and(|w| w.listeners.is_empty()) {
+            return;
+        }
+        let w = self.channels.remove(channel).expect("checked above");
+        let prefix = w.pattern.literal_prefix();
+        if let Some(list) = self.by_prefix.get_mut(prefix) {
+            list.retain(|c| c != channel);
+            if list.is_empty() {
+                self.by_prefix.remove(prefix);
+            }
+        }
+        if let Some(n) = self.prefix_lengths.get_mut(&prefix.len()) {
+            *n -= 1;
+            if *n == 0 {
+                self.prefix_lengths.remove(&prefix.len());
+            }
+        }
+    }
+
+    /// Matching wildcard channels for `kind` on `path`: ALL channels first, then `kind`'s, each
+    /// group in creation order.
+    fn matching(&self, kind: EventKind, path: &str) -> Vec<(&str, &WildcardChannel)> {
+        let mut hits: Vec<(&str, &WildcardChannel)> = Vec::new();
+        for &len in self.prefix_lengths.keys() {
+            if len > path.len() {
+                break;
+            }
+            if !path.is_char_boundary(len) {
+                continue;
+            }
+            let Some(list) = self.by_prefix.get(&path[..len]) else { continue };
+            for name in list {
+                let w = &self.channels[name];
+                if (w.kind == EventKind::All || w.kind == kind) && w.pattern.matches(path) {
+                    hits.push((name, w));
+                }
+            }
+        }
+        hits.sort_by_key(|(_, w)| (w.kind != EventKind::All, w.seq));
+        hits
+    }
 }
 
 #[derive(Default)]
+struct Inner {
+    exact: HashMap<String, Listeners>,
+    wildcard: WildcardIndex,
+    by_subscriber: HashMap<Subscriber, HashSet<String>>,
+}
+
+/// Recent publish results, so a hot path does not re-run matching. Cleared on every
+/// subscription change (so it is always exact) and when it reaches its bound.
+struct MatchCache {
+    entries: HashMap<(EventKind, String), Arc<[Delivery]>>,
+}
+
+const MATCH_CACHE_ENTRIES: usize = 4096;
+
 pub struct Subscriptions {
     inner: RwLock<Inner>,
+    cache: Mutex<MatchCache>,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions {
+            inner: RwLock::default(),
+            cache: Mutex::new(MatchCache { entries: HashMap::new() }),
+        }
+    }
 }
 
 /// One delivery: a subscriber and the channel (as subscribed) that matched.
@@ -103,48 +194,43 @@ impl Subscriptions {
         Self::default()
     }
 
+    fn changed(&self) {
+        self.cache.lock().entries.clear();
+    }
+
     /// `on`: add `ref_count` (0 or missing counts as 1) to the subscriber's count on `channel`.
     pub fn subscribe(&self, who: Subscriber, channel: &str, ref_count: i64) -> Result<(), String> {
         let parsed = Channel::parse(channel)?;
         let inc = if ref_count == 0 { 1 } else { ref_count };
         let mut inner = self.inner.write();
         let listeners = if parsed.path.contains('*') && channel != "/ALL@*" {
-            &mut inner
-                .wildcard
-                .entry(channel.to_string())
-                .or_insert_with(|| WildcardChannel {
-                    kind: parsed.kind,
-                    pattern: Pattern::new(&parsed.path),
-                    listeners: Listeners::new(),
-                })
-                .listeners
+            inner.wildcard.listeners_mut(channel, parsed.kind, &parsed.path)
         } else {
             inner.exact.entry(channel.to_string()).or_default()
         };
         *listeners.entry(who).or_insert(0) += inc;
-        inner
-            .by_subscriber
-            .entry(who)
-            .or_default()
-            .insert(channel.to_string());
+        inner.by_subscriber.entry(who).or_default().insert(channel.to_string());
+        drop(inner);
+        self.changed();
         Ok(())
     }
 
     /// `off` of one channel: subtract `ref_count`; at 0 or below the subscriber leaves it.
     pub fn unsubscribe(&self, who: Subscriber, channel: &str, ref_count: i64) {
         let mut inner = self.inner.write();
-        let mut gone = false;
-        if let Some(l) = inner.exact.get_mut(channel) {
-            gone = decrement(l, who, ref_count);
+        let gone = if let Some(l) = inner.exact.get_mut(channel) {
+            let gone = decrement(l, who, ref_count);
             if l.is_empty() {
                 inner.exact.remove(channel);
             }
-        } else if let Some(w) = inner.wildcard.get_mut(channel) {
-            gone = decrement(&mut w.listeners, who, ref_count);
-            if w.listeners.is_empty() {
-                inner.wildcard.shift_remove(channel);
-            }
-        }
+            gone
+        } else if let Some(w) = inner.wildcard.channels.get_mut(channel) {
+            let gone = decrement(&mut w.listeners, who, ref_count);
+            inner.wildcard.drop_if_empty(channel);
+            gone
+        } else {
+            false
+        };
         if gone {
             if let Some(set) = inner.by_subscriber.get_mut(&who) {
                 set.remove(channel);
@@ -152,34 +238,51 @@ impl Subscriptions {
                     inner.by_subscriber.remove(&who);
                 }
             }
+            drop(inner);
+            self.changed();
         }
     }
 
     /// `off "*"` and disconnects: drop every subscription of `who`.
     pub fn remove_subscriber(&self, who: Subscriber) {
         let mut inner = self.inner.write();
-        let Some(channels) = inner.by_subscriber.remove(&who) else {
-            return;
-        };
+        let Some(channels) = inner.by_subscriber.remove(&who) else { return };
         for channel in channels {
             if let Some(l) = inner.exact.get_mut(&channel) {
                 l.remove(&who);
                 if l.is_empty() {
                     inner.exact.remove(&channel);
                 }
-            } else if let Some(w) = inner.wildcard.get_mut(&channel) {
+            } else if let Some(w) = inner.wildcard.channels.get_mut(&channel) {
                 w.listeners.remove(&who);
-                if w.listeners.is_empty() {
-                    inner.wildcard.shift_remove(&channel);
-                }
+                inner.wildcard.drop_if_empty(&channel);
             }
         }
+        drop(inner);
+        self.changed();
     }
 
     /// Everyone who gets an event for `kind` (Set or Remove) on request path `path`, one entry
     /// per matching channel, in the original's order.
-    pub fn deliveries(&self, kind: EventKind, path: &str) -> Vec<Delivery> {
+    pub fn deliveries(&self, kind: EventKind, path: &str) -> Arc<[Delivery]> {
+        let key = (kind, path.to_string());
+        if let Some(hit) = self.cache.lock().entries.get(&key) {
+            return hit.clone();
+        }
+        // Match under the read lock and fill the cache before releasing it, so a concurrent
+        // subscription change (which clears the cache after taking the write lock) can never be
+        // overwritten by a stale result.
         let inner = self.inner.read();
+        let found: Arc<[Delivery]> = Self::compute(&inner, kind, path).into();
+        let mut cache = self.cache.lock();
+        if cache.entries.len() >= MATCH_CACHE_ENTRIES {
+            cache.entries.clear();
+        }
+        cache.entries.insert(key, found.clone());
+        found
+    }
+
+    fn compute(inner: &Inner, kind: EventKind, path: &str) -> Vec<Delivery> {
         let mut out = Vec::new();
         let mut push_all = |channel: &str, listeners: &Listeners| {
             let name: Arc<str> = Arc::from(channel);
@@ -192,12 +295,8 @@ impl Subscriptions {
                 push_all(key, l);
             }
         }
-        for wanted in [EventKind::All, kind] {
-            for (name, w) in &inner.wildcard {
-                if w.kind == wanted && w.pattern.matches(path) {
-                    push_all(name, &w.listeners);
-                }
-            }
+        for (name, w) in inner.wildcard.matching(kind, path) {
+            push_all(name, &w.listeners);
         }
         out
     }
@@ -205,7 +304,7 @@ impl Subscriptions {
     /// Channels with at least one subscriber (diagnostics).
     pub fn channel_count(&self) -> usize {
         let inner = self.inner.read();
-        inner.exact.len() + inner.wildcard.len()
+        inner.exact.len() + inner.wildcard.channels.len()
     }
 }
 
@@ -297,9 +396,83 @@ mod tests {
         subs.subscribe(s(1), "/SET@/b", 0).unwrap();
         subs.remove_subscriber(s(0));
         assert!(subs.deliveries(EventKind::Set, "/w/1").is_empty());
-        assert_eq!(
-            names(&subs.deliveries(EventKind::Set, "/b")),
-            [(1, "/SET@/b")]
-        );
+        assert_eq!(names(&subs.deliveries(EventKind::Set, "/b")), [(1, "/SET@/b")]);
+    }
+
+    mod index_vs_brute_force {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// The reference: every channel's subscribers, matched by scanning all channels.
+        /// `order` lists live channels by creation (a channel that empties and comes back is new).
+        fn brute(subs: &[(usize, String)], order: &[String], kind: EventKind, path: &str) -> Vec<(usize, String)> {
+            let first_seen = order;
+            let listeners = |c: &str| {
+                let mut who: Vec<usize> = subs.iter().filter(|(_, x)| x == c).map(|(i, _)| *i).collect();
+                who.sort();
+                who.dedup();
+                who.into_iter().map(|i| (i, c.to_string())).collect::<Vec<_>>()
+            };
+            let mut out = Vec::new();
+            for exact in [format!("/{}@{}", kind.as_str(), path), format!("/ALL@{path}"), "/ALL@*".to_string()] {
+                if first_seen
+                    .iter()
+                    .any(|c| *c == exact && (!exact.contains('*') || exact == "/ALL@*"))
+                {
+                    out.extend(listeners(&exact));
+                }
+            }
+            for want in [EventKind::All, kind] {
+                for c in first_seen {
+                    let ch = Channel::parse(c).unwrap();
+                    if c != "/ALL@*" && ch.path.contains('*') && ch.kind == want && Pattern::new(&ch.path).matches(path) {
+                        out.extend(listeners(c));
+                    }
+                }
+            }
+            out
+        }
+
+        fn channel() -> impl Strategy<Value = String> {
+            (prop_oneof!["SET", "REMOVE", "ALL"], "[ab/*]{0,5}").prop_map(|(k, p)| format!("/{k}@{p}"))
+        }
+
+        proptest! {
+            #[test]
+            fn same_answers(subs in proptest::collection::vec((0usize..4, channel()), 0..24),
+                            removals in proptest::collection::vec(0usize..24, 0..6),
+                            paths in proptest::collection::vec("[ab/*]{0,5}", 1..8)) {
+                let index = Subscriptions::new();
+                let mut live: Vec<(usize, String)> = Vec::new();
+                let mut order: Vec<String> = Vec::new();
+                for (i, c) in &subs {
+                    index.subscribe(Subscriber { index: *i, key: *i as u64 }, c, 1).unwrap();
+                    if !order.contains(c) {
+                        order.push(c.clone());
+                    }
+                    live.push((*i, c.clone()));
+                    // Query between changes so the cache is exercised and must stay correct.
+                    let _ = index.deliveries(EventKind::Set, &paths[0]);
+                }
+                for r in removals {
+                    if r < subs.len() {
+                        let (i, c) = &subs[r];
+                        index.unsubscribe(Subscriber { index: *i, key: *i as u64 }, c, 1);
+                        if let Some(pos) = live.iter().position(|(j, d)| j == i && d == c) {
+                            live.remove(pos);
+                        }
+                        if !live.iter().any(|(_, d)| d == c) {
+                            order.retain(|d| d != c);
+                        }
+                    }
+                }
+                for p in &paths {
+                    for kind in [EventKind::Set, EventKind::Remove] {
+                        let got: Vec<(usize, String)> = index.deliveries(kind, p).iter().map(|(s, c)| (s.index, c.to_string())).collect();
+                        prop_assert_eq!(got, brute(&live, &order, kind, p), "path {:?} kind {:?}", p, kind);
+                    }
+                }
+            }
+        }
     }
 }

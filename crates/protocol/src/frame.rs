@@ -51,9 +51,7 @@ pub fn encode_control(text: &str) -> String {
 /// raw; JSON allows either, but we match the reference byte for byte.
 pub fn escape_line_separators(mut s: String) -> String {
     if s.contains(['\u{2028}', '\u{2029}']) {
-        s = s
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{2029}', "\\u2029");
+        s = s.replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029");
     }
     s
 }
@@ -64,14 +62,8 @@ mod tests {
 
     #[test]
     fn control_strings() {
-        assert_eq!(
-            decode_frame("\"primus::ping::123\""),
-            Frame::Control(Control::Ping("123".into()))
-        );
-        assert_eq!(
-            decode_frame("\"primus::id::\""),
-            Frame::Control(Control::Id)
-        );
+        assert_eq!(decode_frame("\"primus::ping::123\""), Frame::Control(Control::Ping("123".into())));
+        assert_eq!(decode_frame("\"primus::id::\""), Frame::Control(Control::Id));
         assert_eq!(
             decode_frame("\"primus::bogus::x\""),
             Frame::Message(Value::String("primus::bogus::x".into()))
@@ -88,10 +80,7 @@ mod tests {
 
     #[test]
     fn escapes_separators() {
-        assert_eq!(
-            escape_line_separators("a\u{2028}b\u{2029}".into()),
-            "a\\u2028b\\u2029"
-        );
+        assert_eq!(escape_line_separators("a\u{2028}b\u{2029}".into()), "a\\u2028b\\u2029");
         assert_eq!(escape_line_separators("plain".into()), "plain");
     }
 }

@@ -95,10 +95,7 @@ mod tests {
     fn writes_in_order() {
         let mut s = String::new();
         let mut w = ObjectWriter::open(&mut s);
-        w.str("b", "x\"y")
-            .int("a", 5)
-            .bool("c", false)
-            .raw("d", "null");
+        w.str("b", "x\"y").int("a", 5).bool("c", false).raw("d", "null");
         let mut inner = w.object("e");
         inner.int("z", 1);
         inner.close();

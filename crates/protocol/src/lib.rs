@@ -10,9 +10,7 @@ pub mod response;
 pub use error::WireError;
 pub use frame::{decode_frame, encode_control, escape_line_separators, Control, Frame};
 pub use request::{Action, Request, RequestError};
-pub use response::{
-    anonymous_error, item_json, system_message, unknown_action_error, EventMeta, RecordMeta, Reply,
-};
+pub use response::{anonymous_error, item_json, system_message, unknown_action_error, EventMeta, RecordMeta, Reply};
 
 /// The protocol string the 2.21 server appends to every object it sends.
 pub const PROTOCOL_VERSION: &str = "1.1.0";

@@ -173,18 +173,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_frames() {
-        assert_eq!(
-            Request::parse(json!(null)).unwrap_err(),
-            RequestError::NotAnObject
-        );
-        assert_eq!(
-            Request::parse(json!([1, 2])).unwrap_err(),
-            RequestError::NotAnObject
-        );
+        assert_eq!(Request::parse(json!(null)).unwrap_err(), RequestError::NotAnObject);
+        assert_eq!(Request::parse(json!([1, 2])).unwrap_err(), RequestError::NotAnObject);
         match Request::parse(json!({"action":"frobnicate","eventId":4})).unwrap_err() {
-            RequestError::UnknownAction {
-                action, event_id, ..
-            } => {
+            RequestError::UnknownAction { action, event_id, .. } => {
                 assert_eq!(action, json!("frobnicate"));
                 assert_eq!(event_id, Some(json!(4)));
             }

@@ -137,11 +137,7 @@ impl<'a> Reply<'a> {
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", "null");
         let mut m = w.object("_meta");
-        Reply {
-            published: false,
-            ..*self
-        }
-        .write_tail_error(&mut m, error);
+        Reply { published: false, ..*self }.write_tail_error(&mut m, error);
         m.close();
         w.str("protocol", PROTOCOL_VERSION);
         w.close();
@@ -171,18 +167,12 @@ pub fn anonymous_error(error: &WireError) -> String {
 }
 
 /// The error reply for an unknown action: echoes eventId, sessionId and the action as sent.
-pub fn unknown_action_error(
-    action: &Value,
-    event_id: Option<&Value>,
-    session_id: Option<&Value>,
-) -> String {
+pub fn unknown_action_error(action: &Value, event_id: Option<&Value>, session_id: Option<&Value>) -> String {
     let mut out = String::with_capacity(200);
     let mut w = ObjectWriter::open(&mut out);
     w.raw("data", "null");
     let mut m = w.object("_meta");
-    m.str("type", "response")
-        .str("status", "error")
-        .bool("published", false);
+    m.str("type", "response").str("status", "error").bool("published", false);
     if let Some(e) = event_id {
         m.value("eventId", e);
     }
@@ -219,12 +209,7 @@ pub struct EventMeta {
 }
 
 impl EventMeta {
-    pub fn new(
-        data_json: &str,
-        record: &RecordMeta<'_>,
-        action: &str,
-        session_before_action: bool,
-    ) -> Self {
+    pub fn new(data_json: &str, record: &RecordMeta<'_>, action: &str, session_before_action: bool) -> Self {
         let mut head = String::with_capacity(data_json.len() + 120);
         head.push_str("{\"data\":");
         head.push_str(data_json);
@@ -248,8 +233,7 @@ impl EventMeta {
 
     /// The frame for one recipient.
     pub fn render(&self, recipient_session: &str, channel: &str) -> String {
-        let mut out =
-            String::with_capacity(self.head.len() + self.action_json.len() + channel.len() + 96);
+        let mut out = String::with_capacity(self.head.len() + self.action_json.len() + channel.len() + 96);
         out.push_str(&self.head);
         if self.session_before_action {
             out.push_str("\"sessionId\":");
@@ -363,9 +347,9 @@ mod tests {
             r#"{"data":{"v":1},"_meta":{"created":1,"modified":1,"path":"/e/1","type":"data","sessionId":"sess","action":"/SET@/e/1","channel":"/ALL@/e/1"},"protocol":"1.1.0"}"#
         );
         let ev = EventMeta::new(r#"{"v":1}"#, &rec, "/SET@/e/1", false);
-        assert!(ev.render("sess", "/SET@/e/*").ends_with(
-            r#""action":"/SET@/e/1","channel":"/SET@/e/*","sessionId":"sess"},"protocol":"1.1.0"}"#
-        ));
+        assert!(ev
+            .render("sess", "/SET@/e/*")
+            .ends_with(r#""action":"/SET@/e/1","channel":"/SET@/e/*","sessionId":"sess"},"protocol":"1.1.0"}"#));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub const DEFAULT_PORT: u16 = 55000;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
 /// Largest websocket message accepted; the client sends whole values in one frame.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Outbound bytes queued for one connection before it counts as a slow consumer and is closed.
+pub const DEFAULT_MAX_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,6 +20,8 @@ pub struct Config {
     pub name: Option<String>,
     pub secure: bool,
     pub max_frame_bytes: usize,
+    /// Bytes a connection may have queued for sending before it is closed as a slow consumer.
+    pub max_queue_bytes: usize,
     pub security: SecurityConfig,
     /// Primus heartbeat: unsolicited pongs allowed before a silent socket is closed (min 2).
     pub allow_skipped_heartbeats: u32,
@@ -33,6 +37,7 @@ impl Default for Config {
             name: None,
             secure: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             security: SecurityConfig::default(),
             allow_skipped_heartbeats: 2,
             pong_skip_time_ms: 1000,
@@ -45,16 +50,9 @@ pub enum ConfigError {
     #[error("cannot read config file {path}: {err}")]
     Read { path: String, err: std::io::Error },
     #[error("config {source_name} is not valid JSON: {err}")]
-    Json {
-        source_name: String,
-        err: serde_json::Error,
-    },
+    Json { source_name: String, err: serde_json::Error },
     #[error("config key `{key}` must be {expected}, got {got}")]
-    Type {
-        key: String,
-        expected: &'static str,
-        got: String,
-    },
+    Type { key: String, expected: &'static str, got: String },
     #[error("config key `{key}`: {message}")]
     Invalid { key: String, message: String },
 }
@@ -107,11 +105,7 @@ fn describe(v: &Value) -> String {
 }
 
 impl Reader<'_> {
-    fn object<'v>(
-        &mut self,
-        key: &str,
-        v: &'v Value,
-    ) -> Result<&'v Map<String, Value>, ConfigError> {
+    fn object<'v>(&mut self, key: &str, v: &'v Value) -> Result<&'v Map<String, Value>, ConfigError> {
         v.as_object().ok_or_else(|| ConfigError::Type {
             key: key.into(),
             expected: "an object",
@@ -119,13 +113,11 @@ impl Reader<'_> {
         })
     }
     fn string(&mut self, key: &str, v: &Value) -> Result<String, ConfigError> {
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| ConfigError::Type {
-                key: key.into(),
-                expected: "a string",
-                got: describe(v),
-            })
+        v.as_str().map(str::to_string).ok_or_else(|| ConfigError::Type {
+            key: key.into(),
+            expected: "a string",
+            got: describe(v),
+        })
     }
     fn boolean(&mut self, key: &str, v: &Value) -> Result<bool, ConfigError> {
         v.as_bool().ok_or_else(|| ConfigError::Type {
@@ -145,22 +137,18 @@ impl Reader<'_> {
         }
     }
     fn unknown(&mut self, key: &str) {
-        self.warnings
-            .push(format!("unknown config key `{key}` ignored"));
+        self.warnings.push(format!("unknown config key `{key}` ignored"));
     }
     fn unsupported(&mut self, key: &str, why: &str) {
-        self.warnings.push(format!(
-            "config key `{key}` is not supported by happn-rs ({why}); ignored"
-        ));
+        self.warnings
+            .push(format!("config key `{key}` is not supported by happn-rs ({why}); ignored"));
     }
 }
 
 /// Interpret a merged config document.
 pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
-    let mut r = Reader {
-        warnings: &mut warnings,
-    };
+    let mut r = Reader { warnings: &mut warnings };
     let mut c = Config::default();
     let top = r.object("(top level)", doc)?;
     for (key, v) in top {
@@ -172,15 +160,13 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "host" => c.host = r.string("host", v)?,
             "name" => c.name = Some(r.string("name", v)?),
             "secure" => c.secure = r.boolean("secure", v)?,
-            "maxFrameBytes" => {
-                c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize
-            }
+            "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
+            "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
             "encryptPayloads" => {
                 if r.boolean("encryptPayloads", v)? {
                     return Err(ConfigError::Invalid {
                         key: key.clone(),
-                        message: "payload encryption is not available in this version of happn-rs"
-                            .into(),
+                        message: "payload encryption is not available in this version of happn-rs".into(),
                     });
                 }
             }
@@ -191,9 +177,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
                     if mode != "http" {
                         return Err(ConfigError::Invalid {
                             key: "transport.mode".into(),
-                            message: format!(
-                                "{mode:?} is not available in this version of happn-rs (http only)"
-                            ),
+                            message: format!("{mode:?} is not available in this version of happn-rs (http only)"),
                         });
                     }
                 }
@@ -215,25 +199,14 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
                 }
             }
             "deferListen" => r.unsupported(key, "the server always listens"),
-            "middleware" => r.unsupported(
-                key,
-                "HTTP middleware options arrive with the security model",
-            ),
+            "middleware" => r.unsupported(key, "HTTP middleware options arrive with the security model"),
             other => r.unknown(other),
         }
     }
-    Ok(Loaded {
-        config: c,
-        warnings,
-    })
+    Ok(Loaded { config: c, warnings })
 }
 
-fn read_admin(
-    r: &mut Reader<'_>,
-    key: &str,
-    v: &Value,
-    sec: &mut SecurityConfig,
-) -> Result<(), ConfigError> {
+fn read_admin(r: &mut Reader<'_>, key: &str, v: &Value, sec: &mut SecurityConfig) -> Result<(), ConfigError> {
     for (k, av) in r.object(key, v)? {
         match k.as_str() {
             "password" => sec.admin_password = Some(r.string(&format!("{key}.password"), av)?),
@@ -273,11 +246,9 @@ fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigErro
                 other => r.unknown(&format!("{key}.{other}")),
             }
         }
-        happn_engine::security::validate_name(&spec.username).map_err(|message| {
-            ConfigError::Invalid {
-                key: format!("{key}.username"),
-                message,
-            }
+        happn_engine::security::validate_name(&spec.username).map_err(|message| ConfigError::Invalid {
+            key: format!("{key}.username"),
+            message,
         })?;
         out.push(spec);
     }
@@ -321,11 +292,9 @@ fn read_groups(r: &mut Reader<'_>, v: &Value) -> Result<Vec<GroupSpec>, ConfigEr
                 other => r.unknown(&format!("{key}.{other}")),
             }
         }
-        happn_engine::security::validate_name(&spec.name).map_err(|message| {
-            ConfigError::Invalid {
-                key: format!("{key}.name"),
-                message,
-            }
+        happn_engine::security::validate_name(&spec.name).map_err(|message| ConfigError::Invalid {
+            key: format!("{key}.name"),
+            message,
         })?;
         out.push(spec);
     }
@@ -348,6 +317,17 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                         "adminUser" => read_admin(r, &sk, sv, &mut c.security)?,
                         "sessionTokenSecret" => c.security.token_secret = Some(r.string(&sk, sv)?),
                         "adminGroup" => {}
+                        "accountLockout" => {
+                            for (lk, lv) in r.object(&sk, sv)? {
+                                let lkey = format!("{sk}.{lk}");
+                                match lk.as_str() {
+                                    "enabled" => c.security.lockout.enabled = r.boolean(&lkey, lv)?,
+                                    "attempts" => c.security.lockout.attempts = r.uint(&lkey, lv, u32::MAX as u64)? as u32,
+                                    "retryInterval" => c.security.lockout.retry_interval_ms = r.uint(&lkey, lv, u64::MAX >> 1)?,
+                                    _ => r.unknown(&lkey),
+                                }
+                            }
+                        }
                         _ => r.unsupported(&sk, "arrives with the full security model"),
                     }
                 }
@@ -360,13 +340,8 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                             for (ok, ov) in r.object(&pk, pv)? {
                                 let ok2 = format!("{pk}.{ok}");
                                 match ok.as_str() {
-                                    "allowSkippedHeartBeats" => {
-                                        c.allow_skipped_heartbeats =
-                                            (r.uint(&ok2, ov, 1000)? as u32).max(2)
-                                    }
-                                    "pongSkipTime" => {
-                                        c.pong_skip_time_ms = r.uint(&ok2, ov, 3_600_000)?
-                                    }
+                                    "allowSkippedHeartBeats" => c.allow_skipped_heartbeats = (r.uint(&ok2, ov, 1000)? as u32).max(2),
+                                    "pongSkipTime" => c.pong_skip_time_ms = r.uint(&ok2, ov, 3_600_000)?,
                                     "timeout" => {
                                         r.uint(&ok2, ov, u32::MAX as u64)?;
                                     }
@@ -380,10 +355,7 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
             }
             "data" => {
                 for (k, _) in cfg {
-                    r.unsupported(
-                        &format!("{key}.config.{k}"),
-                        "this version keeps data in memory",
-                    );
+                    r.unsupported(&format!("{key}.config.{k}"), "this version keeps data in memory");
                 }
             }
             _ => r.unknown(&key),
@@ -419,20 +391,11 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_key() {
-        let e = from_value(&json!({"port": "abc"}))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = from_value(&json!({"port": "abc"})).err().unwrap().to_string();
         assert!(e.contains("`port`") && e.contains("abc"), "{e}");
-        let e = from_value(&json!({"secure": "yes"}))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = from_value(&json!({"secure": "yes"})).err().unwrap().to_string();
         assert!(e.contains("`secure`"), "{e}");
-        let e = from_value(&json!({"users": [{"username": "a/b"}]}))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = from_value(&json!({"users": [{"username": "a/b"}]})).err().unwrap().to_string();
         assert!(e.contains("users[0].username"), "{e}");
         assert!(from_value(&json!({"port": 70000})).is_err());
     }

@@ -2,15 +2,13 @@
 //! the Primus heartbeat, and a writer task that drains the connection's outbound queue.
 
 use crate::handler::{self, Conn};
+use crate::outbox::outbox;
 use crate::state::{AppState, Outbound};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use happn_protocol::{
-    anonymous_error, encode_control, escape_line_separators, Control, Frame, WireError,
-};
+use happn_protocol::{anonymous_error, encode_control, escape_line_separators, Control, Frame, WireError};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 /// The client's heartbeat settings, from the upgrade query (`?ping=25000&pong=10000`).
@@ -27,13 +25,7 @@ impl Heartbeat {
         for pair in query.unwrap_or("").split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
-                "ping" => {
-                    ping = Some(if v == "false" {
-                        None
-                    } else {
-                        v.parse().ok().or(Some(25_000))
-                    })
-                }
+                "ping" => ping = Some(if v == "false" { None } else { v.parse().ok().or(Some(25_000)) }),
                 "pong" => pong = v.parse().ok(),
                 _ => {}
             }
@@ -52,7 +44,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Outbound>();
+    let (tx, mut rx) = outbox(state.config.max_queue_bytes);
     let key = state.register(tx.clone());
     let mut conn = Conn::new(key);
 
@@ -63,19 +55,11 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
             while let Some(out) = next.take() {
                 match out {
                     Outbound::Text(t) => {
-                        if sink
-                            .feed(Message::Text(Utf8Bytes::from(escape_line_separators(t))))
-                            .await
-                            .is_err()
-                        {
+                        if sink.feed(Message::Text(Utf8Bytes::from(escape_line_separators(t)))).await.is_err() {
                             return;
                         }
                     }
-                    Outbound::Close {
-                        preface,
-                        code,
-                        reason,
-                    } => {
+                    Outbound::Close { preface, code, reason } => {
                         for p in preface {
                             let _ = sink.feed(Message::Text(Utf8Bytes::from(p))).await;
                         }
@@ -88,7 +72,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                         return;
                     }
                 }
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
             if sink.flush().await.is_err() {
                 return;
@@ -123,7 +107,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                             let limit = state.config.max_frame_bytes;
                             tracing::warn!(conn = key, "closing connection: message over the {limit}-byte limit");
                             let err = WireError::error(format!("message exceeds the maximum size of {limit} bytes"));
-                            let _ = tx.send(Outbound::Close { preface: vec![anonymous_error(&err)], code: 1009, reason: format!("message too big (limit {limit} bytes)") });
+                            tx.close(vec![anonymous_error(&err)], 1009, format!("message too big (limit {limit} bytes)"));
                             close_by.get_or_insert(Instant::now() + CLOSE_GRACE);
                             continue;
                         }
@@ -151,17 +135,17 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                         let now = Instant::now();
                         if last_pong.is_none_or(|t| now.duration_since(t) >= pong_skip) {
                             last_pong = Some(now);
-                            let _ = tx.send(Outbound::Text(encode_control(&format!("primus::pong::{n}"))));
+                            tx.text(encode_control(&format!("primus::pong::{n}")));
                         }
                     }
                     Frame::Control(Control::Id) => {
-                        let _ = tx.send(Outbound::Text(encode_control(&format!("primus::id::{key}"))));
+                        tx.text(encode_control(&format!("primus::id::{key}")));
                     }
                     Frame::Message(v) => handler::handle(&state, &mut conn, &tx, v).await,
                     Frame::Invalid(e) => {
                         if e.contains("recursion limit") {
                             let err = WireError::error("message is nested too deeply (the limit is 128 levels)");
-                            let _ = tx.send(Outbound::Text(anonymous_error(&err)));
+                            tx.text(anonymous_error(&err));
                         } else {
                             // As the original: invalid JSON is logged and dropped, no reply.
                             tracing::debug!(conn = key, error = %e, "invalid JSON frame dropped");
@@ -176,14 +160,22 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                 skipped += 1;
                 if skipped <= allowed_skips {
                     let now_ms = happn_engine::now_millis();
-                    let _ = tx.send(Outbound::Text(encode_control(&format!("primus::pong::{now_ms}"))));
+                    tx.text(encode_control(&format!("primus::pong::{now_ms}")));
                     deadline = heartbeat.interval.map(|i| Instant::now() + i);
                 } else {
                     tracing::debug!(conn = key, "heartbeat flatlined; closing");
-                    let _ = tx.send(Outbound::Close { preface: vec![], code: 1000, reason: String::new() });
+                    tx.close(vec![], 1000, String::new());
                     deadline = None;
                     close_by = Some(Instant::now() + CLOSE_GRACE);
                 }
+            }
+            _ = tx.overflowed() => {
+                // The client stopped reading: drop it rather than buffer without bound.
+                let who = conn.session.as_ref().map(|s| s.id.to_string()).unwrap_or_else(|| "(not logged in)".into());
+                tracing::warn!(conn = key, session = %who, limit = tx.limit(), "closing connection: outbound queue full (client not reading)");
+                writer.abort();
+                writer_done = true;
+                break;
             }
             _ = &mut writer, if !writer_done => {
                 // The writer ends after sending a close: wait briefly for the client's reply.
@@ -224,10 +216,7 @@ mod tests {
             Heartbeat::from_query(Some("_primuscb=x&ping=2000&pong=1000")).interval,
             Some(Duration::from_millis(2500))
         );
-        assert_eq!(
-            Heartbeat::from_query(None).interval,
-            Some(Duration::from_millis(30_000))
-        );
+        assert_eq!(Heartbeat::from_query(None).interval, Some(Duration::from_millis(30_000)));
         assert_eq!(Heartbeat::from_query(Some("ping=false")).interval, None);
     }
 }

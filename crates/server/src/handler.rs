@@ -1,20 +1,17 @@
 //! One happn request in, its reply (and any events) out. Everything here is per connection
 //! state plus the shared [`AppState`]; the socket loop in `conn.rs` only feeds frames in.
 
-use crate::state::{AppState, Outbound, OutboundTx};
+use crate::state::{AppState, Outbox};
 use happn_engine::data::{Found, SetOptions, Written};
 use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
-use happn_engine::security::{
-    AuthenticatedUser, Credentials, TokenClaims, SECURITY_PREFIX, USER_PREFIX,
-};
+use happn_engine::security::{AuthenticatedUser, Credentials, TokenClaims, SECURITY_PREFIX, USER_PREFIX};
 use happn_engine::session::new_session_id;
 use happn_engine::{AccessError, DataError};
 use happn_protocol::request::{truthy, type_name};
 use happn_protocol::{
-    anonymous_error, item_json, unknown_action_error, Action, EventMeta, RecordMeta, Reply,
-    Request, RequestError, WireError,
+    anonymous_error, item_json, unknown_action_error, Action, EventMeta, RecordMeta, Reply, Request, RequestError, WireError,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -85,9 +82,7 @@ impl Failure {
         match self {
             Failure::Data(e) => WireError::error(e),
             Failure::Bad(m) => WireError::error(m),
-            Failure::Access(AccessError::Unauthorized { reason }) => {
-                WireError::access_denied("unauthorized", reason.clone())
-            }
+            Failure::Access(AccessError::Unauthorized { reason }) => WireError::access_denied("unauthorized", reason.clone()),
             Failure::Access(e) => WireError::access_denied(e.to_string(), None),
         }
     }
@@ -95,27 +90,20 @@ impl Failure {
 
 type Outcome = Result<String, Failure>;
 
-fn send(tx: &OutboundTx, frame: String) {
-    let _ = tx.send(Outbound::Text(frame));
+fn send(tx: &Outbox, frame: String) {
+    tx.text(frame);
 }
 
 /// Handle one decoded JSON frame.
-pub async fn handle(state: &AppState, conn: &mut Conn, tx: &OutboundTx, frame: Value) {
+pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value) {
     let req = match Request::parse(frame) {
         Ok(r) => r,
-        Err(RequestError::NotAnObject) => {
-            return send(tx, anonymous_error(&WireError::unknown_action("undefined")))
-        }
+        Err(RequestError::NotAnObject) => return send(tx, anonymous_error(&WireError::unknown_action("undefined"))),
         Err(RequestError::UnknownAction {
             action,
             event_id,
             session_id,
-        }) => {
-            return send(
-                tx,
-                unknown_action_error(&action, event_id.as_ref(), session_id.as_ref()),
-            )
-        }
+        }) => return send(tx, unknown_action_error(&action, event_id.as_ref(), session_id.as_ref())),
         Err(RequestError::Malformed {
             action,
             event_id,
@@ -185,9 +173,7 @@ fn describe(state: &AppState, req: &Request) -> String {
 
 async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     let Some(Value::Object(data)) = &req.data else {
-        return Err(Failure::Bad(
-            "login needs a data object with credentials".into(),
-        ));
+        return Err(Failure::Bad("login needs a data object with credentials".into()));
     };
     let user = if state.config.secure {
         Some(
@@ -240,16 +226,11 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
 /// The path a permission check is about: the channel's data path for `on`.
 fn permission_path(req: &Request) -> Option<&str> {
     let p = req.path.as_ref()?.as_str()?;
-    Some(if req.action == Action::On {
-        Channel::data_path(p)
-    } else {
-        p
-    })
+    Some(if req.action == Action::On { Channel::data_path(p) } else { p })
 }
 
 async fn authorize(state: &AppState, conn: &Conn, req: &Request) -> Result<(), Failure> {
-    let needs_session = state.config.secure
-        || matches!(req.action, Action::On | Action::Off | Action::RevokeSession);
+    let needs_session = state.config.secure || matches!(req.action, Action::On | Action::Off | Action::RevokeSession);
     let Some(session) = &conn.session else {
         if needs_session {
             return Err(AccessError::NotLoggedIn.into());
@@ -290,12 +271,7 @@ fn set_options(req: &Request) -> Result<SetOptions, Failure> {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) if !truthy(other) => None,
-        Some(other) => {
-            return Err(Failure::Bad(format!(
-                "options.tag must be a string, not {}",
-                type_name(other)
-            )))
-        }
+        Some(other) => return Err(Failure::Bad(format!("options.tag must be a string, not {}", type_name(other)))),
     };
     Ok(SetOptions {
         merge: req.option_truthy("merge"),
@@ -319,16 +295,7 @@ async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/SET@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(
-            state,
-            conn,
-            req,
-            EventKind::Set,
-            path,
-            &data_json,
-            &meta,
-            &action,
-        );
+        publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "set" },
@@ -357,10 +324,7 @@ fn written_meta(w: &Written) -> RecordMeta<'_> {
 
 async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let path = path_of(req)?;
-    let removed = state
-        .data
-        .remove_unprotected(path, is_security_path)
-        .await?;
+    let removed = state.data.remove_unprotected(path, is_security_path).await?;
     let data_json = format!("{{\"removed\":{removed}}}");
     let meta = RecordMeta {
         timestamp: Some(now_millis()),
@@ -370,16 +334,7 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/REMOVE@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(
-            state,
-            conn,
-            req,
-            EventKind::Remove,
-            path,
-            &data_json,
-            &meta,
-            &action,
-        );
+        publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "remove" },
@@ -413,23 +368,17 @@ fn publish(
     let no_cluster = req.option_truthy("noCluster");
     let event = EventMeta::new(data_json, meta, action, req.session_id.is_some());
     state.with_peers(|peers| {
-        for (sub, channel) in deliveries {
+        for (sub, channel) in deliveries.iter() {
             let Some(peer) = peers.get(&sub.key) else {
                 continue;
             };
             let Some(session_id) = &peer.session_id else {
                 continue;
             };
-            if targets
-                .as_ref()
-                .is_some_and(|t| !t.contains(&session_id.as_ref()))
-                || (no_cluster && peer.cluster_member)
-            {
+            if targets.as_ref().is_some_and(|t| !t.contains(&session_id.as_ref())) || (no_cluster && peer.cluster_member) {
                 continue;
             }
-            let _ = peer
-                .tx
-                .send(Outbound::Text(event.render(session_id, &channel)));
+            peer.tx.text(event.render(session_id, channel));
         }
     });
 }
@@ -454,13 +403,8 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
     let criteria = req.options.get("criteria").filter(|c| !c.is_null());
     let query_options = req.options.get("options").filter(|o| !o.is_null());
     let query = Query::parse(criteria, query_options)?;
-    let path_only = query_options
-        .and_then(|o| o.get("path_only"))
-        .is_some_and(truthy);
-    let found = state
-        .data
-        .get(path, &query, criteria.is_some() || path_only)
-        .await?;
+    let path_only = query_options.and_then(|o| o.get("path_only")).is_some_and(truthy);
+    let found = state.data.get(path, &query, criteria.is_some() || path_only).await?;
     let reply = base_reply(req);
     Ok(match found {
         Found::One(Some(r)) if visible(&r) => {
@@ -527,23 +471,15 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
 
 fn ref_count(req: &Request) -> i64 {
     match req.options.get("refCount") {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().map(|f| f as i64))
-            .unwrap_or(0),
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).unwrap_or(0),
         _ => 0,
     }
 }
 
 async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>, Failure> {
     let channel = path_of(req)?;
-    let sub = conn
-        .subscriber()
-        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
-    state
-        .subscriptions
-        .subscribe(sub, channel, ref_count(req))
-        .map_err(Failure::Bad)?;
+    let sub = conn.subscriber().ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    state.subscriptions.subscribe(sub, channel, ref_count(req)).map_err(Failure::Bad)?;
     let reply = base_reply(req);
     let initial_callback = req.option_truthy("initialCallback");
     let initial_emit = req.option_truthy("initialEmit");
@@ -582,17 +518,12 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
             raw.push(format!("{{\"data\":{item},\"_meta\":{}}}", metas(r)));
             items.push(item);
         }
-        return Ok(vec![reply.ok_initial_values(
-            &format!("[{}]", items.join(",")),
-            &format!("[{}]", raw.join(",")),
-        )]);
+        return Ok(vec![
+            reply.ok_initial_values(&format!("[{}]", items.join(",")), &format!("[{}]", raw.join(",")))
+        ]);
     }
     // initialEmit: the reply first, then one event per value carrying the `on` request's eventId.
-    let session_id = conn
-        .session
-        .as_ref()
-        .map(|s| s.id.to_string())
-        .unwrap_or_default();
+    let session_id = conn.session.as_ref().map(|s| s.id.to_string()).unwrap_or_default();
     let mut frames = vec![reply.ok_status_first("[]")];
     for r in &records {
         let mut s = String::new();
@@ -621,24 +552,17 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
 
 fn off(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let channel = path_of(req)?;
-    let sub = conn
-        .subscriber()
-        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    let sub = conn.subscriber().ok_or(Failure::Access(AccessError::NotLoggedIn))?;
     if channel == "*" {
         state.subscriptions.remove_subscriber(sub);
     } else {
-        state
-            .subscriptions
-            .unsubscribe(sub, channel, ref_count(req));
+        state.subscriptions.unsubscribe(sub, channel, ref_count(req));
     }
     Ok(base_reply(req).ok_status_first("{}"))
 }
 
 async fn revoke(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
-    let session = conn
-        .session
-        .as_ref()
-        .ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    let session = conn.session.as_ref().ok_or(Failure::Access(AccessError::NotLoggedIn))?;
     if session.user.is_none() {
         return Err(Failure::Bad("invalid session token".into()));
     }

@@ -27,20 +27,14 @@ async fn shape_headers(mut resp: Response) -> Response {
     if upgrade {
         let mut ordered = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        for name in [
-            header::UPGRADE,
-            header::CONNECTION,
-            header::SEC_WEBSOCKET_ACCEPT,
-        ] {
+        for name in [header::UPGRADE, header::CONNECTION, header::SEC_WEBSOCKET_ACCEPT] {
             if let Some(v) = h.remove(&name) {
                 ordered.insert(name, v);
             }
         }
         ordered.extend(h.drain());
         *resp.headers_mut() = ordered;
-    } else if let Ok(date) =
-        HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
-    {
+    } else if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
         h.insert(header::DATE, date);
     }
     resp
@@ -83,25 +77,16 @@ async fn dispatch(
             return forbidden("invalid token format or null token");
         }
     }
-    text(
-        StatusCode::NOT_FOUND,
-        &format!("Cannot {} {}", method, path),
-    )
+    text(StatusCode::NOT_FOUND, &format!("Cannot {} {}", method, path))
 }
 
 /// `/primus*` without a websocket upgrade: the spec, CORS preflight, or 426.
 fn primus_http(method: &Method, path: &str, headers: &HeaderMap) -> Response {
     let origin = headers.get(header::ORIGIN).cloned();
-    let mut resp = if method == Method::OPTIONS
-        && origin.is_some()
-        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
+    let mut resp = if method == Method::OPTIONS && origin.is_some() && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         let mut r = StatusCode::OK.into_response();
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("2592000"),
-        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("2592000"));
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE, OPTIONS"),
@@ -123,10 +108,7 @@ fn primus_http(method: &Method, path: &str, headers: &HeaderMap) -> Response {
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     resp
 }
@@ -149,20 +131,13 @@ fn json(status: StatusCode, body: String) -> Response {
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
 }
 
 /// 403 with the original's status text `unauthorized access`.
 fn forbidden(body: &str) -> Response {
     let mut r = text(StatusCode::FORBIDDEN, body);
     r.extensions_mut()
-        .insert(hyper::ext::ReasonPhrase::from_static(
-            b"unauthorized access",
-        ));
+        .insert(hyper::ext::ReasonPhrase::from_static(b"unauthorized access"));
     r
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod conn;
 pub mod handler;
 pub mod http;
+pub mod outbox;
 pub mod state;
 pub mod system;
 
@@ -54,13 +55,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|err| StartError::Bind {
-            addr: addr.clone(),
-            err,
-        })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|err| StartError::Bind { addr, err })?;
+        .map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
+    let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
     let state = Arc::new(AppState::new(config, name, public_key, data, security));
     let app = http::router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -75,11 +71,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
 
 /// Serve HTTP/1.1 with upgrades. hyper is driven directly (not `axum::serve`) so that header
 /// names go out title-cased and the 101 reply carries no `Date`, as the reference's does.
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
+async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, mut stop: tokio::sync::oneshot::Receiver<()>) {
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -99,9 +91,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "http connection error");

@@ -2,6 +2,7 @@
 //! and shutdown notices are delivered through.
 
 use crate::config::Config;
+pub use crate::outbox::{Outbound, Outbox};
 use happn_engine::data::DataService;
 use happn_engine::pubsub::Subscriptions;
 use happn_engine::security::Security;
@@ -10,27 +11,11 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
-
-/// What a connection's writer task is asked to send.
-#[derive(Debug)]
-pub enum Outbound {
-    Text(String),
-    /// Close the socket: optional text frames first (system message, `primus::server::close`),
-    /// then close frame `code`.
-    Close {
-        preface: Vec<String>,
-        code: u16,
-        reason: String,
-    },
-}
-
-pub type OutboundTx = mpsc::UnboundedSender<Outbound>;
 
 /// A connection as other tasks see it.
 #[derive(Clone)]
 pub struct Peer {
-    pub tx: OutboundTx,
+    pub tx: Outbox,
     /// The logged-in session id (events carry the recipient's).
     pub session_id: Option<Arc<str>>,
     /// The login `info.clusterName` was set (skipped by `noCluster` publishes).
@@ -50,13 +35,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        config: Config,
-        name: String,
-        public_key: String,
-        data: Arc<DataService>,
-        security: Security,
-    ) -> Self {
+    pub fn new(config: Config, name: String, public_key: String, data: Arc<DataService>, security: Security) -> Self {
         AppState {
             config,
             name,
@@ -70,7 +49,7 @@ impl AppState {
         }
     }
 
-    pub fn register(&self, tx: OutboundTx) -> u64 {
+    pub fn register(&self, tx: Outbox) -> u64 {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         self.peers.write().insert(
             key,
@@ -110,11 +89,7 @@ impl AppState {
     /// Ask every connection to close, with the given frames first.
     pub fn close_all(&self, preface: &[String]) {
         for p in self.peers.read().values() {
-            let _ = p.tx.send(Outbound::Close {
-                preface: preface.to_vec(),
-                code: 1000,
-                reason: String::new(),
-            });
+            p.tx.close(preface.to_vec(), 1000, String::new());
         }
     }
 }

@@ -12,9 +12,8 @@ pub const NAME_PATH: &str = "/_SYSTEM/_NETWORK/_SETTINGS/NAME";
 pub const KEYPAIR_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/KEYPAIR";
 
 const WORDS: &[&str] = &[
-    "amber", "breeze", "cedar", "delta", "ember", "falcon", "glacier", "harbor", "indigo",
-    "juniper", "kestrel", "lumen", "meadow", "nebula", "onyx", "prairie", "quartz", "raven",
-    "sierra", "tundra", "umber", "violet", "willow", "zephyr",
+    "amber", "breeze", "cedar", "delta", "ember", "falcon", "glacier", "harbor", "indigo", "juniper", "kestrel", "lumen", "meadow",
+    "nebula", "onyx", "prairie", "quartz", "raven", "sierra", "tundra", "umber", "violet", "willow", "zephyr",
 ];
 
 fn value_record(path: &str, value: Value) -> Record {
@@ -25,16 +24,11 @@ fn value_record(path: &str, value: Value) -> Record {
 
 /// The configured name wins (and is persisted); otherwise the persisted one; otherwise a new
 /// `<word>_<id>` name is generated and persisted.
-pub async fn system_name(
-    data: &DataService,
-    configured: Option<&str>,
-) -> Result<String, DataError> {
-    let stored = data.get_record(NAME_PATH).await?.and_then(|r| {
-        r.data
-            .get("value")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+pub async fn system_name(data: &DataService, configured: Option<&str>) -> Result<String, DataError> {
+    let stored = data
+        .get_record(NAME_PATH)
+        .await?
+        .and_then(|r| r.data.get("value").and_then(Value::as_str).map(str::to_string));
     let name = match (configured, stored) {
         (Some(c), Some(s)) if c == s => return Ok(s),
         (Some(c), _) => c.to_string(),
@@ -46,8 +40,7 @@ pub async fn system_name(
             format!("{word}_{id}")
         }
     };
-    data.put_record(value_record(NAME_PATH, Value::String(name.clone())))
-        .await?;
+    data.put_record(value_record(NAME_PATH, Value::String(name.clone()))).await?;
     Ok(name)
 }
 
@@ -61,23 +54,16 @@ pub async fn server_public_key(data: &DataService) -> Result<String, DataError> 
             .get("value")
             .and_then(Value::as_str)
             .and_then(|s| serde_json::from_str::<Value>(s).ok())
-            .and_then(|v| {
-                v.get("publicKey")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
+            .and_then(|v| v.get("publicKey").and_then(Value::as_str).map(str::to_string))
         {
             return Ok(pk);
         }
     }
     let secret = k256::SecretKey::random(&mut rand::thread_rng());
     let public = secret.public_key();
-    let public_b64 = b64.encode(
-        k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&public, true).as_bytes(),
-    );
+    let public_b64 = b64.encode(k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&public, true).as_bytes());
     let private_b64 = b64.encode(secret.to_bytes());
     let value = json!({"privateKey": private_b64, "publicKey": public_b64}).to_string();
-    data.put_record(value_record(KEYPAIR_PATH, Value::String(value)))
-        .await?;
+    data.put_record(value_record(KEYPAIR_PATH, Value::String(value))).await?;
     Ok(public_b64)
 }

@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn server(secure: bool, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut c = Config {
@@ -23,9 +22,7 @@ async fn server(secure: bool, tweak: impl FnOnce(&mut Config)) -> Server {
 
 async fn connect(s: &Server, query: &str) -> Ws {
     let url = format!("ws://{}/primus?{query}", s.local_addr);
-    let (ws, resp) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("upgrade");
+    let (ws, resp) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
     assert!(resp.headers().get("sec-websocket-protocol").is_none());
     ws
 }
@@ -79,11 +76,7 @@ async fn set_get_remove_round_trip() {
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["x"], 1);
     assert_eq!(items[1]["eventId"], 2);
-    send(
-        &mut ws,
-        json!({"action":"remove","eventId":3,"path":"/a/*"}),
-    )
-    .await;
+    send(&mut ws, json!({"action":"remove","eventId":3,"path":"/a/*"})).await;
     assert_eq!(recv(&mut ws).await["data"]["removed"], 1);
     s.stop(StopMode::NoReconnect).await;
 }
@@ -92,57 +85,31 @@ async fn set_get_remove_round_trip() {
 async fn bad_frames_get_errors_and_the_socket_survives() {
     let s = server(true, |_| {}).await;
     let mut ws = connect(&s, "").await;
-    for frame in [
-        "null",
-        "\"a string\"",
-        "42",
-        "[1,2]",
-        "\"primus::bogus::x\"",
-    ] {
+    for frame in ["null", "\"a string\"", "42", "[1,2]", "\"primus::bogus::x\""] {
         ws.send(Message::Text(frame.into())).await.unwrap();
         let r = recv(&mut ws).await;
-        assert_eq!(
-            r["_meta"]["error"]["name"], "Unknown request action: undefined",
-            "{frame}"
-        );
+        assert_eq!(r["_meta"]["error"]["name"], "Unknown request action: undefined", "{frame}");
         assert!(r["_meta"].get("eventId").is_none());
     }
     ws.send(Message::Text("{not json".into())).await.unwrap(); // dropped silently
     send(&mut ws, json!({"action":"frobnicate","eventId":4})).await;
-    assert_eq!(
-        recv(&mut ws).await["_meta"]["error"]["name"],
-        "Unknown request action: frobnicate"
-    );
+    assert_eq!(recv(&mut ws).await["_meta"]["error"]["name"], "Unknown request action: frobnicate");
     send(&mut ws, json!({"action":"get","eventId":5,"path":"/x"})).await;
     let r = recv(&mut ws).await;
-    assert_eq!(
-        r["_meta"]["error"],
-        json!({"name":"AccessDenied","message":"not logged in"})
-    );
+    assert_eq!(r["_meta"]["error"], json!({"name":"AccessDenied","message":"not logged in"}));
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     ws.send(Message::Text(deep.into())).await.unwrap();
     let r = recv(&mut ws).await;
-    assert!(r["_meta"]["error"]["name"]
-        .as_str()
-        .unwrap()
-        .contains("nested too deeply"));
+    assert!(r["_meta"]["error"]["name"].as_str().unwrap().contains("nested too deeply"));
     login(&mut ws).await;
     send(&mut ws, json!({"action":"get","eventId":6,"path":5})).await;
     assert_eq!(
         recv(&mut ws).await["_meta"]["error"]["name"],
         "Error: path must be a string, not a number"
     );
-    send(
-        &mut ws,
-        json!({"action":"get","eventId":7,"path":"/x","options":"nope"}),
-    )
-    .await;
+    send(&mut ws, json!({"action":"get","eventId":7,"path":"/x","options":"nope"})).await;
     assert_eq!(recv(&mut ws).await["_meta"]["status"], "error");
-    send(
-        &mut ws,
-        json!({"action":"on","eventId":8,"path":"/no-at-sign"}),
-    )
-    .await;
+    send(&mut ws, json!({"action":"on","eventId":8,"path":"/no-at-sign"})).await;
     assert_eq!(recv(&mut ws).await["_meta"]["status"], "error");
     send(&mut ws, json!({"action":"describe","eventId":9})).await;
     assert_eq!(recv(&mut ws).await["data"]["secure"], true);
@@ -163,10 +130,7 @@ async fn oversized_frames_close_with_a_clear_error() {
             .contains("maximum size of 65536 bytes"),
         "{r}"
     );
-    match tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-    {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
         Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1009),
         other => panic!("expected close 1009, got {other:?}"),
     }
@@ -181,19 +145,11 @@ async fn oversized_frames_close_with_a_clear_error() {
 async fn heartbeat_pongs_then_flatline_close() {
     let s = server(false, |_| {}).await;
     let mut ws = connect(&s, "ping=200&pong=100").await;
-    ws.send(Message::Text("\"primus::ping::77\"".into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.next().await.unwrap().unwrap(),
-        Message::Text("\"primus::pong::77\"".into())
-    );
+    ws.send(Message::Text("\"primus::ping::77\"".into())).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text("\"primus::pong::77\"".into()));
     let mut pongs = 0;
     loop {
-        match tokio::time::timeout(Duration::from_secs(3), ws.next())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(Duration::from_secs(3), ws.next()).await.unwrap() {
             Some(Ok(Message::Text(t))) => {
                 assert!(t.starts_with("\"primus::pong::"));
                 pongs += 1;
@@ -205,10 +161,7 @@ async fn heartbeat_pongs_then_flatline_close() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(
-        pongs, 2,
-        "two unsolicited pongs (allowSkippedHeartBeats) before the close"
-    );
+    assert_eq!(pongs, 2, "two unsolicited pongs (allowSkippedHeartBeats) before the close");
     s.stop(StopMode::NoReconnect).await;
 }
 
@@ -217,7 +170,11 @@ async fn events_precede_the_reply_and_shutdown_is_announced() {
     let s = server(true, |_| {}).await;
     let mut ws = connect(&s, "").await;
     let sid = login(&mut ws).await;
-    send(&mut ws, json!({"action":"on","eventId":1,"path":"/SET@/e/*","sessionId":sid,"options":{"refCount":0}})).await;
+    send(
+        &mut ws,
+        json!({"action":"on","eventId":1,"path":"/SET@/e/*","sessionId":sid,"options":{"refCount":0}}),
+    )
+    .await;
     assert_eq!(recv(&mut ws).await["_meta"]["action"], "on");
     send(
         &mut ws,
@@ -234,13 +191,7 @@ async fn events_precede_the_reply_and_shutdown_is_announced() {
     assert_eq!(sys["_meta"]["type"], "system");
     assert_eq!(sys["eventKey"], "server-side-disconnect");
     assert_eq!(sys["reconnect"], false);
-    assert_eq!(
-        ws.next().await.unwrap().unwrap(),
-        Message::Text("\"primus::server::close\"".into())
-    );
-    assert!(matches!(
-        ws.next().await.unwrap().unwrap(),
-        Message::Close(_)
-    ));
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::Text("\"primus::server::close\"".into()));
+    assert!(matches!(ws.next().await.unwrap().unwrap(), Message::Close(_)));
     stopper.await.unwrap();
 }

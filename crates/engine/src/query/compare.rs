@@ -9,12 +9,8 @@ use serde_json::{Number, Value};
 pub(crate) fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => cmp_numbers(x, y) == Ordering::Equal,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w))),
         _ => a == b,
     }
 }
@@ -57,9 +53,7 @@ pub(crate) fn compare(a: Option<&Value>, b: Option<&Value>) -> Ordering {
             ys.sort_by(|p, q| cmp_strings(p.0, q.0));
             xs.iter()
                 .zip(&ys)
-                .map(|((xk, xv), (yk, yv))| {
-                    cmp_strings(xk, yk).then_with(|| compare(Some(xv), Some(yv)))
-                })
+                .map(|((xk, xv), (yk, yv))| cmp_strings(xk, yk).then_with(|| compare(Some(xv), Some(yv))))
                 .find(|o| o.is_ne())
                 .unwrap_or_else(|| xs.len().cmp(&ys.len()))
         }
@@ -107,10 +101,7 @@ mod tests {
     #[test]
     fn equality_is_deep_and_numeric() {
         assert!(equal(&json!(1), &json!(1.0)));
-        assert!(equal(
-            &json!({"a": 1, "b": [1, {"c": 2}]}),
-            &json!({"b": [1, {"c": 2.0}], "a": 1})
-        ));
+        assert!(equal(&json!({"a": 1, "b": [1, {"c": 2}]}), &json!({"b": [1, {"c": 2.0}], "a": 1})));
         assert!(!equal(&json!([1, 2]), &json!([2, 1])));
         assert!(!equal(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
         assert!(!equal(&json!(0), &json!(false)));
@@ -156,14 +147,8 @@ mod tests {
 
     #[test]
     fn numbers_and_strings() {
-        assert_eq!(
-            cmp_numbers(&Number::from(u64::MAX), &Number::from(-1)),
-            Ordering::Greater
-        );
-        assert_eq!(
-            cmp_numbers(&Number::from_f64(1.5).unwrap(), &Number::from(2)),
-            Ordering::Less
-        );
+        assert_eq!(cmp_numbers(&Number::from(u64::MAX), &Number::from(-1)), Ordering::Greater);
+        assert_eq!(cmp_numbers(&Number::from_f64(1.5).unwrap(), &Number::from(2)), Ordering::Less);
         // U+FF61 sorts after U+1F600 in UTF-16 (surrogates are 0xD83D..) but before it by code point.
         assert_eq!(cmp_strings("\u{FF61}", "\u{1F600}"), Ordering::Greater);
         assert_eq!(cmp_strings("/a", "/b"), Ordering::Less);

@@ -89,12 +89,8 @@ impl Criteria {
 
 fn parse_list(op: &str, arg: &Value, meta: bool) -> Result<Vec<Criteria>, QueryError> {
     match arg {
-        Value::Array(items) if !items.is_empty() => {
-            items.iter().map(|c| Criteria::parse(c, meta)).collect()
-        }
-        _ => Err(invalid(format!(
-            "{op} needs a non-empty array of criteria objects"
-        ))),
+        Value::Array(items) if !items.is_empty() => items.iter().map(|c| Criteria::parse(c, meta)).collect(),
+        _ => Err(invalid(format!("{op} needs a non-empty array of criteria objects"))),
     }
 }
 
@@ -149,11 +145,7 @@ fn parse_ops(ops: &Map<String, Value>) -> Result<Vec<Cond>, QueryError> {
             "$options" => return Err(invalid("$options needs $regex")),
             "$not" => match operator_object(arg)? {
                 Some(ops) => Cond::Not(parse_ops(ops)?),
-                None => {
-                    return Err(invalid(
-                        "$not needs an operator object, e.g. {\"$not\": {\"$gt\": 1}}",
-                    ))
-                }
+                None => return Err(invalid("$not needs an operator object, e.g. {\"$not\": {\"$gt\": 1}}")),
             },
             _ => return Err(QueryError::UnknownOperator(op.clone())),
         });
@@ -166,9 +158,7 @@ fn parse_ops(ops: &Map<String, Value>) -> Result<Vec<Cond>, QueryError> {
 fn parse_elem_match(arg: &Value) -> Result<ElemMatch, QueryError> {
     let logical = |k: &String| matches!(k.as_str(), "$and" | "$or" | "$nor");
     match arg {
-        Value::Object(map) if map.keys().any(logical) => {
-            Ok(ElemMatch::Criteria(Criteria::parse(arg, false)?))
-        }
+        Value::Object(map) if map.keys().any(logical) => Ok(ElemMatch::Criteria(Criteria::parse(arg, false)?)),
         Value::Object(_) => match operator_object(arg)? {
             Some(ops) => Ok(ElemMatch::Ops(parse_ops(ops)?)),
             None => Ok(ElemMatch::Criteria(Criteria::parse(arg, false)?)),
@@ -201,16 +191,10 @@ fn parse_regex(pattern: &Value, options: Option<&Value>) -> Result<Regex, QueryE
             'm' => builder.multi_line(true),
             's' => builder.dot_matches_new_line(true),
             'x' => builder.ignore_whitespace(true),
-            other => {
-                return Err(invalid(format!(
-                    "$options: unknown flag '{other}' (use i, m, s, x)"
-                )))
-            }
+            other => return Err(invalid(format!("$options: unknown flag '{other}' (use i, m, s, x)"))),
         };
     }
-    builder
-        .build()
-        .map_err(|e| invalid(format!("$regex: invalid pattern: {e}")))
+    builder.build().map_err(|e| invalid(format!("$regex: invalid pattern: {e}")))
 }
 
 impl Cond {
@@ -227,18 +211,12 @@ impl Cond {
             Cond::Nin(vs) => !vs.iter().any(eq),
             // `$all: []` matches nothing, as in mongo.
             Cond::All(vs) => !vs.is_empty() && vs.iter().all(eq),
-            Cond::Cmp(want, or_equal, v) => any(&|c| {
-                value_or_elements(c, &|x| {
-                    ordered(x, v).is_some_and(|o| o == *want || (*or_equal && o.is_eq()))
-                })
-            }),
-            Cond::Regex(re) => {
-                any(&|c| value_or_elements(c, &|x| matches!(x, Value::String(s) if re.is_match(s))))
+            Cond::Cmp(want, or_equal, v) => {
+                any(&|c| value_or_elements(c, &|x| ordered(x, v).is_some_and(|o| o == *want || (*or_equal && o.is_eq()))))
             }
+            Cond::Regex(re) => any(&|c| value_or_elements(c, &|x| matches!(x, Value::String(s) if re.is_match(s)))),
             Cond::Exists(wanted) => any(&|c| c.is_some()) == *wanted,
-            Cond::Size(n) => {
-                any(&|c| matches!(c.as_deref(), Some(Value::Array(a)) if a.len() == *n))
-            }
+            Cond::Size(n) => any(&|c| matches!(c.as_deref(), Some(Value::Array(a)) if a.len() == *n)),
             Cond::ElemMatch(em) => any(&|c| match c.as_deref() {
                 Some(Value::Array(items)) => items.iter().any(|item| em.matches(item)),
                 _ => false,
@@ -268,9 +246,7 @@ impl ElemMatch {
 fn equals(cand: &Candidate<'_>, v: &Value) -> bool {
     match cand.as_deref() {
         None => v.is_null(),
-        Some(x) => {
-            equal(x, v) || matches!(x, Value::Array(items) if items.iter().any(|e| equal(e, v)))
-        }
+        Some(x) => equal(x, v) || matches!(x, Value::Array(items) if items.iter().any(|e| equal(e, v))),
     }
 }
 

@@ -80,11 +80,7 @@ impl Query {
         let options = match options {
             None | Some(Value::Null) => return Ok(query),
             Some(Value::Object(map)) => map,
-            Some(other) => {
-                return Err(QueryError::Invalid(format!(
-                    "options must be an object, got {other}"
-                )))
-            }
+            Some(other) => return Err(QueryError::Invalid(format!("options must be an object, got {other}"))),
         };
         let get = |key: &str| options.get(key).filter(|v| !v.is_null());
         if let Some(fields) = get("fields") {
@@ -101,9 +97,9 @@ impl Query {
             query.limit = Some(count_option("limit", limit)?).filter(|&n| n > 0);
         }
         if let Some(count) = get("count") {
-            query.count = count.as_bool().ok_or_else(|| {
-                QueryError::Invalid(format!("count must be true or false, got {count}"))
-            })?;
+            query.count = count
+                .as_bool()
+                .ok_or_else(|| QueryError::Invalid(format!("count must be true or false, got {count}")))?;
         }
         Ok(query)
     }
@@ -155,16 +151,9 @@ impl Query {
     /// Filter, sort, skip, limit: the result list of a `get` (before projection). With
     /// `count_only`, its length is the count.
     pub fn apply<T>(&self, items: Vec<T>, doc: impl Fn(&T) -> DocRef<'_>) -> Vec<T> {
-        let mut items: Vec<T> = items
-            .into_iter()
-            .filter(|t| self.matches(&doc(t)))
-            .collect();
+        let mut items: Vec<T> = items.into_iter().filter(|t| self.matches(&doc(t))).collect();
         self.sort(&mut items, &doc);
-        items
-            .into_iter()
-            .skip(self.skip)
-            .take(self.limit.unwrap_or(usize::MAX))
-            .collect()
+        items.into_iter().skip(self.skip).take(self.limit.unwrap_or(usize::MAX)).collect()
     }
 }
 
@@ -178,7 +167,5 @@ pub(crate) fn non_negative_int(v: &Value) -> Option<usize> {
 }
 
 fn count_option(name: &str, v: &Value) -> Result<usize, QueryError> {
-    non_negative_int(v).ok_or_else(|| {
-        QueryError::Invalid(format!("{name} must be a non-negative integer, got {v}"))
-    })
+    non_negative_int(v).ok_or_else(|| QueryError::Invalid(format!("{name} must be a non-negative integer, got {v}")))
 }

@@ -36,11 +36,7 @@ impl Projection {
                 Value::Bool(b) => *b,
                 Value::Number(n) if n.as_f64() == Some(1.0) => true,
                 Value::Number(n) if n.as_f64() == Some(0.0) => false,
-                _ => {
-                    return Err(QueryError::Invalid(format!(
-                        "fields: '{key}' must be 1 or 0, got {flag}"
-                    )))
-                }
+                _ => return Err(QueryError::Invalid(format!("fields: '{key}' must be 1 or 0, got {flag}"))),
             };
             // `_meta` is the caller's business; `_id` is exempt from the keep/omit rule as in mongo.
             if key == "_meta" || key.starts_with("_meta.") || key == "_id" {
@@ -48,9 +44,7 @@ impl Projection {
                 continue;
             }
             if mode.is_some_and(|m| m != include) {
-                return Err(QueryError::Invalid(
-                    "Can't both keep and omit fields".into(),
-                ));
+                return Err(QueryError::Invalid("Can't both keep and omit fields".into()));
             }
             mode = Some(include);
             let mut node = &mut tree;
@@ -62,10 +56,7 @@ impl Projection {
         Ok(match mode {
             Some(include) => Some(Projection { include, tree }),
             // Keeping only `_meta` keeps no data fields at all.
-            None if meta_included => Some(Projection {
-                include: true,
-                tree,
-            }),
+            None if meta_included => Some(Projection { include: true, tree }),
             None => None,
         })
     }
@@ -104,12 +95,7 @@ fn include_object(map: &Map<String, Value>, node: &Node) -> Map<String, Value> {
 fn include_value(value: &Value, node: &Node) -> Option<Value> {
     match value {
         Value::Object(map) => Some(Value::Object(include_object(map, node))),
-        Value::Array(items) => Some(Value::Array(
-            items
-                .iter()
-                .filter_map(|v| include_value(v, node))
-                .collect(),
-        )),
+        Value::Array(items) => Some(Value::Array(items.iter().filter_map(|v| include_value(v, node)).collect())),
         _ => None,
     }
 }

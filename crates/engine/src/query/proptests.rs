@@ -20,8 +20,7 @@ fn value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(2, 8, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..3)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            prop::collection::vec((key(), inner), 0..3).prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
@@ -49,14 +48,12 @@ fn data() -> impl Strategy<Value = Map<String, Value>> {
 }
 
 fn record() -> impl Strategy<Value = Record> {
-    (prop_oneof![Just("/x/1"), Just("/x/2")], data(), 0i64..3).prop_map(|(path, data, created)| {
-        Record {
-            path: path.into(),
-            data,
-            created,
-            modified: created,
-            tag: None,
-        }
+    (prop_oneof![Just("/x/1"), Just("/x/2")], data(), 0i64..3).prop_map(|(path, data, created)| Record {
+        path: path.into(),
+        data,
+        created,
+        modified: created,
+        tag: None,
     })
 }
 
@@ -72,8 +69,7 @@ fn condition() -> impl Strategy<Value = Value> {
         prop::collection::vec(value(), 0..3).prop_map(|v| json!({"$all": v})),
         any::<bool>().prop_map(|b| json!({"$exists": b})),
         (0usize..3).prop_map(|n| json!({"$size": n})),
-        prop_oneof![Just("^a"), Just("b$"), Just("A")]
-            .prop_map(|r| json!({"$regex": r, "$options": "i"})),
+        prop_oneof![Just("^a"), Just("b$"), Just("A")].prop_map(|r| json!({"$regex": r, "$options": "i"})),
         value().prop_map(|v| json!({"$elemMatch": {"$eq": v}})),
         (key(), value()).prop_map(|(k, v)| json!({"$elemMatch": {k: v}})),
     ]
@@ -91,9 +87,7 @@ fn criteria() -> impl Strategy<Value = Value> {
 }
 
 fn matches(criteria: &Value, r: &Record) -> bool {
-    Query::parse(Some(criteria), None)
-        .unwrap()
-        .matches(&DocRef::from(r))
+    Query::parse(Some(criteria), None).unwrap().matches(&DocRef::from(r))
 }
 
 proptest! {

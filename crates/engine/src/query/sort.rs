@@ -42,15 +42,8 @@ pub(crate) fn parse(sort: &Value) -> Result<Vec<SortKey>, QueryError> {
 
 pub(crate) fn compare_docs(keys: &[SortKey], a: &DocRef<'_>, b: &DocRef<'_>) -> Ordering {
     for key in keys {
-        let order = compare(
-            sort_value(&key.field, a).as_deref(),
-            sort_value(&key.field, b).as_deref(),
-        );
-        let order = if key.descending {
-            order.reverse()
-        } else {
-            order
-        };
+        let order = compare(sort_value(&key.field, a).as_deref(), sort_value(&key.field, b).as_deref());
+        let order = if key.descending { order.reverse() } else { order };
         if order.is_ne() {
             return order;
         }
@@ -61,16 +54,10 @@ pub(crate) fn compare_docs(keys: &[SortKey], a: &DocRef<'_>, b: &DocRef<'_>) -> 
 /// The single value a record sorts by. As in nedb, a dot path that fans out through an array
 /// sorts by the array of the values found.
 fn sort_value<'v>(field: &Field, doc: &'v DocRef<'v>) -> Option<Cow<'v, Value>> {
-    let mut found: Vec<_> = field
-        .resolve(Root::Doc(doc))
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut found: Vec<_> = field.resolve(Root::Doc(doc)).into_iter().flatten().collect();
     match found.len() {
         0 => None,
         1 => found.pop(),
-        _ => Some(Cow::Owned(Value::Array(
-            found.into_iter().map(Cow::into_owned).collect(),
-        ))),
+        _ => Some(Cow::Owned(Value::Array(found.into_iter().map(Cow::into_owned).collect()))),
     }
 }

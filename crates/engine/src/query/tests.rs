@@ -72,18 +72,9 @@ fn null_matches_null_or_missing() {
 
 #[test]
 fn nested_object_equality_is_exact_and_order_insensitive() {
-    assert!(hit(
-        json!({"nested": {"x": 2}}),
-        json!({"nested": {"x": 2}})
-    ));
-    assert!(hit(
-        json!({"nested": {"x": 2, "y": 3}}),
-        json!({"nested": {"y": 3, "x": 2}})
-    ));
-    assert!(!hit(
-        json!({"nested": {"x": 2}}),
-        json!({"nested": {"x": 2, "y": 3}})
-    ));
+    assert!(hit(json!({"nested": {"x": 2}}), json!({"nested": {"x": 2}})));
+    assert!(hit(json!({"nested": {"x": 2, "y": 3}}), json!({"nested": {"y": 3, "x": 2}})));
+    assert!(!hit(json!({"nested": {"x": 2}}), json!({"nested": {"x": 2, "y": 3}})));
     assert!(!hit(json!({"nested": {"x": 2}}), json!({"x": 2})));
     assert!(hit(json!({"nested": {}}), json!({"nested": {}})));
     assert!(!hit(json!({"nested": {}}), json!({"nested": {"a": 1}})));
@@ -284,49 +275,21 @@ fn all() {
 
 #[test]
 fn elem_match() {
-    let d =
-        json!({"items": [{"a": 1, "b": 2}, {"a": 3, "b": 4}], "nums": [1, 5, 9], "o": {"a": 1}});
-    assert!(hit(
-        json!({"items": {"$elemMatch": {"a": 1, "b": 2}}}),
-        d.clone()
-    ));
+    let d = json!({"items": [{"a": 1, "b": 2}, {"a": 3, "b": 4}], "nums": [1, 5, 9], "o": {"a": 1}});
+    assert!(hit(json!({"items": {"$elemMatch": {"a": 1, "b": 2}}}), d.clone()));
     // both conditions must hold on the same element
-    assert!(!hit(
-        json!({"items": {"$elemMatch": {"a": 1, "b": 4}}}),
-        d.clone()
-    ));
-    assert!(hit(
-        json!({"items": {"$elemMatch": {"a": {"$gt": 2}}}}),
-        d.clone()
-    ));
-    assert!(hit(
-        json!({"items": {"$elemMatch": {"$or": [{"a": 9}, {"b": 4}]}}}),
-        d.clone()
-    ));
-    assert!(hit(
-        json!({"nums": {"$elemMatch": {"$gt": 4, "$lt": 6}}}),
-        d.clone()
-    ));
-    assert!(!hit(
-        json!({"nums": {"$elemMatch": {"$gt": 5, "$lt": 9}}}),
-        d.clone()
-    ));
+    assert!(!hit(json!({"items": {"$elemMatch": {"a": 1, "b": 4}}}), d.clone()));
+    assert!(hit(json!({"items": {"$elemMatch": {"a": {"$gt": 2}}}}), d.clone()));
+    assert!(hit(json!({"items": {"$elemMatch": {"$or": [{"a": 9}, {"b": 4}]}}}), d.clone()));
+    assert!(hit(json!({"nums": {"$elemMatch": {"$gt": 4, "$lt": 6}}}), d.clone()));
+    assert!(!hit(json!({"nums": {"$elemMatch": {"$gt": 5, "$lt": 9}}}), d.clone()));
     // not an array
     assert!(!hit(json!({"o": {"$elemMatch": {"a": 1}}}), d.clone()));
-    assert!(!hit(
-        json!({"missing": {"$elemMatch": {"a": 1}}}),
-        d.clone()
-    ));
+    assert!(!hit(json!({"missing": {"$elemMatch": {"a": 1}}}), d.clone()));
     // inside $elemMatch, `path` and `_meta.*` are the element's own fields
     let d2 = json!({"links": [{"path": "/x", "_meta": {"created": 1}}]});
-    assert!(hit(
-        json!({"links": {"$elemMatch": {"path": "/x"}}}),
-        d2.clone()
-    ));
-    assert!(hit(
-        json!({"links": {"$elemMatch": {"_meta.created": 1}}}),
-        d2
-    ));
+    assert!(hit(json!({"links": {"$elemMatch": {"path": "/x"}}}), d2.clone()));
+    assert!(hit(json!({"links": {"$elemMatch": {"_meta.created": 1}}}), d2));
 }
 
 #[test]
@@ -334,20 +297,11 @@ fn regex() {
     let d = json!({"name": "Hello World", "multi": "one\ntwo", "tags": ["x1", "y2"], "n": 12});
     assert!(hit(json!({"name": {"$regex": "^Hello"}}), d.clone()));
     assert!(!hit(json!({"name": {"$regex": "world"}}), d.clone()));
-    assert!(hit(
-        json!({"name": {"$regex": "world", "$options": "i"}}),
-        d.clone()
-    ));
+    assert!(hit(json!({"name": {"$regex": "world", "$options": "i"}}), d.clone()));
     assert!(!hit(json!({"multi": {"$regex": "^two"}}), d.clone()));
-    assert!(hit(
-        json!({"multi": {"$regex": "^two", "$options": "m"}}),
-        d.clone()
-    ));
+    assert!(hit(json!({"multi": {"$regex": "^two", "$options": "m"}}), d.clone()));
     assert!(!hit(json!({"multi": {"$regex": "one.two"}}), d.clone()));
-    assert!(hit(
-        json!({"multi": {"$regex": "one.two", "$options": "s"}}),
-        d.clone()
-    ));
+    assert!(hit(json!({"multi": {"$regex": "one.two", "$options": "s"}}), d.clone()));
     assert!(hit(
         json!({"name": {"$regex": "hello \\s world # comment", "$options": "xi"}}),
         d.clone()
@@ -355,10 +309,7 @@ fn regex() {
     assert!(hit(json!({"tags": {"$regex": "^y"}}), d.clone()));
     assert!(!hit(json!({"n": {"$regex": "1"}}), d.clone()));
     assert!(!hit(json!({"missing": {"$regex": ""}}), d.clone()));
-    assert!(hit(
-        json!({"name": {"$options": "i", "$regex": "HELLO"}}),
-        d
-    ));
+    assert!(hit(json!({"name": {"$options": "i", "$regex": "HELLO"}}), d));
 }
 
 #[test]
@@ -368,15 +319,9 @@ fn not() {
     assert!(!hit(json!({"n": {"$not": {"$gt": 4}}}), d.clone()));
     // $not of a range: true when either bound fails
     assert!(hit(json!({"n": {"$not": {"$gt": 1, "$lt": 3}}}), d.clone()));
-    assert!(!hit(
-        json!({"n": {"$not": {"$gt": 1, "$lt": 9}}}),
-        d.clone()
-    ));
+    assert!(!hit(json!({"n": {"$not": {"$gt": 1, "$lt": 9}}}), d.clone()));
     assert!(hit(json!({"s": {"$not": {"$regex": "^x"}}}), d.clone()));
-    assert!(!hit(
-        json!({"s": {"$not": {"$regex": "^A", "$options": "i"}}}),
-        d.clone()
-    ));
+    assert!(!hit(json!({"s": {"$not": {"$regex": "^A", "$options": "i"}}}), d.clone()));
     // $not matches missing fields
     assert!(hit(json!({"missing": {"$not": {"$gt": 1}}}), d.clone()));
     assert!(hit(json!({"n": {"$not": {"$not": {"$eq": 5}}}}), d));
@@ -415,55 +360,22 @@ fn criteria_errors() {
     assert_eq!(err(json!({"a": {"$foo": 1}})), Unknown("$foo".into()));
     assert_eq!(err(json!({"$where": "true"})), Unknown("$where".into()));
     assert_eq!(err(json!({"$not": {"a": 1}})), Unknown("$not".into()));
-    assert_eq!(
-        err(json!({"$or": [{"a": {"$bogus": 1}}]})),
-        Unknown("$bogus".into())
-    );
+    assert_eq!(err(json!({"$or": [{"a": {"$bogus": 1}}]})), Unknown("$bogus".into()));
     assert_eq!(
         err(json!({"a": {"$gt": 1, "b": 2}})),
         invalid("You cannot mix operators and normal fields")
     );
     assert_eq!(err(json!({"a": {"$in": 1}})), invalid("$in needs an array"));
-    assert_eq!(
-        err(json!({"a": {"$nin": "x"}})),
-        invalid("$nin needs an array")
-    );
-    assert_eq!(
-        err(json!({"a": {"$all": {}}})),
-        invalid("$all needs an array")
-    );
-    assert_eq!(
-        err(json!({"a": {"$size": -1}})),
-        invalid("$size needs a non-negative integer")
-    );
-    assert_eq!(
-        err(json!({"a": {"$size": 1.5}})),
-        invalid("$size needs a non-negative integer")
-    );
-    assert_eq!(
-        err(json!({"a": {"$exists": "yes"}})),
-        invalid("$exists needs true or false")
-    );
-    assert_eq!(
-        err(json!({"a": {"$elemMatch": 1}})),
-        invalid("$elemMatch needs an object")
-    );
-    assert_eq!(
-        err(json!({"a": {"$elemMatch": {"$zz": 1}}})),
-        Unknown("$zz".into())
-    );
-    assert_eq!(
-        err(json!({"a": {"$elemMatch": {"b": {"$zz": 1}}}})),
-        Unknown("$zz".into())
-    );
-    assert_eq!(
-        err(json!({"a": {"$regex": 1}})),
-        invalid("$regex needs a string pattern")
-    );
-    assert_eq!(
-        err(json!({"a": {"$options": "i"}})),
-        invalid("$options needs $regex")
-    );
+    assert_eq!(err(json!({"a": {"$nin": "x"}})), invalid("$nin needs an array"));
+    assert_eq!(err(json!({"a": {"$all": {}}})), invalid("$all needs an array"));
+    assert_eq!(err(json!({"a": {"$size": -1}})), invalid("$size needs a non-negative integer"));
+    assert_eq!(err(json!({"a": {"$size": 1.5}})), invalid("$size needs a non-negative integer"));
+    assert_eq!(err(json!({"a": {"$exists": "yes"}})), invalid("$exists needs true or false"));
+    assert_eq!(err(json!({"a": {"$elemMatch": 1}})), invalid("$elemMatch needs an object"));
+    assert_eq!(err(json!({"a": {"$elemMatch": {"$zz": 1}}})), Unknown("$zz".into()));
+    assert_eq!(err(json!({"a": {"$elemMatch": {"b": {"$zz": 1}}}})), Unknown("$zz".into()));
+    assert_eq!(err(json!({"a": {"$regex": 1}})), invalid("$regex needs a string pattern"));
+    assert_eq!(err(json!({"a": {"$options": "i"}})), invalid("$options needs $regex"));
     assert_eq!(
         err(json!({"a": {"$regex": "x", "$options": "g"}})),
         invalid("$options: unknown flag 'g' (use i, m, s, x)")
@@ -472,52 +384,28 @@ fn criteria_errors() {
         err(json!({"a": {"$regex": "x", "$options": 1}})),
         invalid("$options needs a string of flags (i, m, s, x)")
     );
-    assert!(
-        matches!(err(json!({"a": {"$regex": "(unclosed"}})), QueryError::Invalid(m) if m.starts_with("$regex: invalid pattern:"))
-    );
-    assert!(
-        matches!(err(json!({"a": {"$not": 5}})), QueryError::Invalid(m) if m.starts_with("$not needs an operator object"))
-    );
-    assert!(
-        matches!(err(json!({"a": {"$not": {}}})), QueryError::Invalid(m) if m.starts_with("$not needs an operator object"))
-    );
-    assert!(
-        matches!(err(json!({"a": {"$not": {"$gt": 1, "x": 1}}})), QueryError::Invalid(m) if m.contains("mix"))
-    );
+    assert!(matches!(err(json!({"a": {"$regex": "(unclosed"}})), QueryError::Invalid(m) if m.starts_with("$regex: invalid pattern:")));
+    assert!(matches!(err(json!({"a": {"$not": 5}})), QueryError::Invalid(m) if m.starts_with("$not needs an operator object")));
+    assert!(matches!(err(json!({"a": {"$not": {}}})), QueryError::Invalid(m) if m.starts_with("$not needs an operator object")));
+    assert!(matches!(err(json!({"a": {"$not": {"$gt": 1, "x": 1}}})), QueryError::Invalid(m) if m.contains("mix")));
     for op in ["$or", "$and", "$nor"] {
         let msg = format!("{op} needs a non-empty array of criteria objects");
         assert_eq!(err(json!({op: []})), invalid(&msg));
         assert_eq!(err(json!({op: {"a": 1}})), invalid(&msg));
-        assert!(
-            matches!(err(json!({op: [1]})), QueryError::Invalid(m) if m.starts_with("criteria must be an object"))
-        );
+        assert!(matches!(err(json!({op: [1]})), QueryError::Invalid(m) if m.starts_with("criteria must be an object")));
     }
     for bad in [json!(1), json!("a"), json!([{"a": 1}]), json!(true)] {
-        assert!(
-            matches!(err(bad), QueryError::Invalid(m) if m.starts_with("criteria must be an object"))
-        );
+        assert!(matches!(err(bad), QueryError::Invalid(m) if m.starts_with("criteria must be an object")));
     }
-    assert_eq!(
-        err(json!({"a": {"$foo": 1}})).to_string(),
-        "Unknown query operator $foo"
-    );
-    assert_eq!(
-        err(json!({"a": {"$in": 1}})).to_string(),
-        "$in needs an array"
-    );
+    assert_eq!(err(json!({"a": {"$foo": 1}})).to_string(), "Unknown query operator $foo");
+    assert_eq!(err(json!({"a": {"$in": 1}})).to_string(), "$in needs an array");
 }
 
 #[test]
 fn literal_objects_are_not_operator_objects() {
     // `$`-keys below the first level are literal data, which stored data can never contain.
-    assert!(!hit(
-        json!({"a": {"b": {"$gt": 1}}}),
-        json!({"a": {"b": 5}})
-    ));
-    assert!(hit(
-        json!({"a": {"$eq": {"$gt": 1}}}),
-        json!({"a": {"$gt": 1}})
-    ));
+    assert!(!hit(json!({"a": {"b": {"$gt": 1}}}), json!({"a": {"b": 5}})));
+    assert!(hit(json!({"a": {"$eq": {"$gt": 1}}}), json!({"a": {"$gt": 1}})));
 }
 
 // ---------- options ----------
@@ -532,15 +420,10 @@ fn option_defaults_and_ignored_keys() {
         None,
         Some(json!(null)),
         Some(json!({})),
-        Some(
-            json!({"path_only": true, "whatever": [1], "fields": null, "sort": null, "limit": null}),
-        ),
+        Some(json!({"path_only": true, "whatever": [1], "fields": null, "sort": null, "limit": null})),
     ] {
         let q = Query::parse(None, o.as_ref()).unwrap();
-        assert_eq!(
-            (q.skip(), q.limit(), q.count_only(), q.has_projection()),
-            (0, None, false, false)
-        );
+        assert_eq!((q.skip(), q.limit(), q.count_only(), q.has_projection()), (0, None, false, false));
     }
 }
 
@@ -571,13 +454,8 @@ fn option_errors() {
         opt_err(json!({"count": "yes"})),
         invalid("count must be true or false, got \"yes\"")
     );
-    assert_eq!(
-        opt_err(json!([1])),
-        invalid("options must be an object, got [1]")
-    );
-    assert!(
-        matches!(opt_err(json!({"sort": [["a", 1]]})), QueryError::Invalid(m) if m.starts_with("sort must be an object"))
-    );
+    assert_eq!(opt_err(json!([1])), invalid("options must be an object, got [1]"));
+    assert!(matches!(opt_err(json!({"sort": [["a", 1]]})), QueryError::Invalid(m) if m.starts_with("sort must be an object")));
     assert_eq!(
         opt_err(json!({"sort": {"a": 2}})),
         invalid("sort direction for 'a' must be 1 or -1, got 2")
@@ -586,9 +464,7 @@ fn option_errors() {
         opt_err(json!({"sort": {"a": "asc"}})),
         invalid("sort direction for 'a' must be 1 or -1, got \"asc\"")
     );
-    assert!(
-        matches!(opt_err(json!({"fields": ["a"]})), QueryError::Invalid(m) if m.starts_with("fields must be an object"))
-    );
+    assert!(matches!(opt_err(json!({"fields": ["a"]})), QueryError::Invalid(m) if m.starts_with("fields must be an object")));
     assert_eq!(
         opt_err(json!({"fields": {"a": 1, "b": 0}})),
         invalid("Can't both keep and omit fields")
@@ -603,19 +479,10 @@ fn option_errors() {
 
 fn records() -> Vec<Record> {
     let mut v = vec![
-        rec(
-            "/m/1",
-            json!({"name": "c", "year": 1990, "nested": {"r": 2}}),
-        ),
-        rec(
-            "/m/2",
-            json!({"name": "a", "year": 1979, "nested": {"r": 1}}),
-        ),
+        rec("/m/1", json!({"name": "c", "year": 1990, "nested": {"r": 2}})),
+        rec("/m/2", json!({"name": "a", "year": 1979, "nested": {"r": 1}})),
         rec("/m/3", json!({"name": "b", "year": 1990})),
-        rec(
-            "/m/4",
-            json!({"name": "d", "year": 2000, "nested": {"r": 3}}),
-        ),
+        rec("/m/4", json!({"name": "d", "year": 2000, "nested": {"r": 3}})),
     ];
     for (i, r) in v.iter_mut().enumerate() {
         r.created = [30, 10, 40, 20][i];
@@ -681,22 +548,12 @@ fn sort_ties_keep_incoming_order() {
         paths(&run(json!({}), json!({"sort": {"nothing": -1}}))),
         ["/m/1", "/m/2", "/m/3", "/m/4"]
     );
-    assert_eq!(
-        paths(&run(json!({}), json!({}))),
-        ["/m/1", "/m/2", "/m/3", "/m/4"]
-    );
+    assert_eq!(paths(&run(json!({}), json!({}))), ["/m/1", "/m/2", "/m/3", "/m/4"]);
 }
 
 #[test]
 fn sort_cross_type() {
-    let values = [
-        json!({"o": 1}),
-        json!([1]),
-        json!(true),
-        json!("s"),
-        json!(3),
-        json!(null),
-    ];
+    let values = [json!({"o": 1}), json!([1]), json!(true), json!("s"), json!(3), json!(null)];
     let mut items: Vec<Record> = values
         .iter()
         .enumerate()
@@ -705,10 +562,7 @@ fn sort_cross_type() {
     items.push(rec("/missing", json!({})));
     let q = opts(json!({"sort": {"v": 1}}));
     q.sort(&mut items, |r| DocRef::from(r));
-    assert_eq!(
-        paths(&items),
-        ["/missing", "/5", "/4", "/3", "/2", "/1", "/0"]
-    );
+    assert_eq!(paths(&items), ["/missing", "/5", "/4", "/3", "/2", "/1", "/0"]);
 }
 
 #[test]
@@ -726,22 +580,13 @@ fn sort_by_values_fanned_out_of_arrays() {
 #[test]
 fn filter_then_sort_then_skip_then_limit() {
     let opt = json!({"sort": {"name": -1}, "skip": 1, "limit": 2});
-    assert_eq!(
-        paths(&run(json!({"year": {"$gte": 1980}}), opt)),
-        ["/m/1", "/m/3"]
-    );
+    assert_eq!(paths(&run(json!({"year": {"$gte": 1980}}), opt)), ["/m/1", "/m/3"]);
     assert_eq!(paths(&run(json!({}), json!({"skip": 3}))), ["/m/4"]);
-    assert_eq!(
-        paths(&run(json!({}), json!({"skip": 10}))),
-        Vec::<&str>::new()
-    );
+    assert_eq!(paths(&run(json!({}), json!({"skip": 10}))), Vec::<&str>::new());
     assert_eq!(paths(&run(json!({}), json!({"limit": 1}))), ["/m/1"]);
     assert_eq!(run(json!({"year": 1990}), json!({"count": true})).len(), 2);
     assert_eq!(
-        paths(&run(
-            json!({"$or": [{"name": "a"}, {"_meta.created": 40}]}),
-            json!({})
-        )),
+        paths(&run(json!({"$or": [{"name": "a"}, {"_meta.created": 40}]}), json!({}))),
         ["/m/2", "/m/3"]
     );
 }
@@ -757,33 +602,18 @@ fn project(fields: Value, data: Value) -> Value {
 fn projection_inclusion() {
     let data = json!({"z": 1, "a": {"b": 1, "c": 2}, "m": 3, "l": [{"b": 1, "x": 2}, 4, {"x": 3}]});
     // original key order kept, not the order of `fields`
-    assert_eq!(
-        project(json!({"m": 1, "z": 1}), data.clone()).to_string(),
-        r#"{"z":1,"m":3}"#
-    );
-    assert_eq!(
-        project(json!({"a.b": 1}), data.clone()),
-        json!({"a": {"b": 1}})
-    );
+    assert_eq!(project(json!({"m": 1, "z": 1}), data.clone()).to_string(), r#"{"z":1,"m":3}"#);
+    assert_eq!(project(json!({"a.b": 1}), data.clone()), json!({"a": {"b": 1}}));
     assert_eq!(
         project(json!({"a.b": true, "a.c": 1}), data.clone()),
         json!({"a": {"b": 1, "c": 2}})
     );
-    assert_eq!(
-        project(json!({"a": 1, "a.b": 1}), data.clone()),
-        json!({"a": {"b": 1, "c": 2}})
-    );
-    assert_eq!(
-        project(json!({"l.b": 1}), data.clone()),
-        json!({"l": [{"b": 1}, {}]})
-    );
+    assert_eq!(project(json!({"a": 1, "a.b": 1}), data.clone()), json!({"a": {"b": 1, "c": 2}}));
+    assert_eq!(project(json!({"l.b": 1}), data.clone()), json!({"l": [{"b": 1}, {}]}));
     assert_eq!(project(json!({"m.x": 1}), data.clone()), json!({}));
     assert_eq!(project(json!({"nope": 1}), data.clone()), json!({}));
     // `_meta` / `_id` entries are the caller's
-    assert_eq!(
-        project(json!({"z": 1, "_meta": 1, "_id": 0}), data.clone()),
-        json!({"z": 1})
-    );
+    assert_eq!(project(json!({"z": 1, "_meta": 1, "_id": 0}), data.clone()), json!({"z": 1}));
     // only `_meta` kept: no data fields
     assert_eq!(project(json!({"_meta": 1}), data.clone()), json!({}));
     assert_eq!(project(json!({"_meta.path": 1}), data), json!({}));

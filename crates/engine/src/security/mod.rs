@@ -39,8 +39,29 @@ pub struct GroupSpec {
     pub custom_data: Option<Value>,
 }
 
+/// Account lockout: after `attempts` failed logins a username is refused, even with the right
+/// password, until `retry_interval_ms` pass without another failure (the original's defaults:
+/// enabled, 4 attempts, 10 minutes).
+#[derive(Debug, Clone)]
+pub struct LockoutConfig {
+    pub enabled: bool,
+    pub attempts: u32,
+    pub retry_interval_ms: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            enabled: true,
+            attempts: 4,
+            retry_interval_ms: 600_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SecurityConfig {
+    pub lockout: LockoutConfig,
     pub admin_password: Option<String>,
     pub users: Vec<UserSpec>,
     pub groups: Vec<GroupSpec>,
@@ -77,6 +98,9 @@ impl Credentials {
 pub struct Security {
     data: Arc<DataService>,
     signer: TokenSigner,
+    lockout: LockoutConfig,
+    /// username → (failed attempts, time of the last failure). In memory, as the original.
+    failures: parking_lot::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
 }
 
 fn user_path(name: &str) -> String {
@@ -97,15 +121,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         return Err("name must not be empty".into());
     }
     if name.contains('/') || name.contains('*') {
-        return Err(format!(
-            "invalid name {name:?}: '/' and '*' are not allowed"
-        ));
+        return Err(format!("invalid name {name:?}: '/' and '*' are not allowed"));
     }
     for reserved in ["_SYSTEM", "_GROUP", "_PERMISSION", "_USER_GROUP"] {
         if name.contains(reserved) {
-            return Err(format!(
-                "invalid name {name:?}: contains the reserved word {reserved}"
-            ));
+            return Err(format!("invalid name {name:?}: contains the reserved word {reserved}"));
         }
     }
     Ok(())
@@ -113,9 +133,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 
 /// Run a slow hash off the async threads so logins never stall other connections.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("hashing task panicked")
+    tokio::task::spawn_blocking(f).await.expect("hashing task panicked")
 }
 
 impl Security {
@@ -131,6 +149,8 @@ impl Security {
         Security {
             data,
             signer: TokenSigner::new(&secret),
+            lockout: config.lockout.clone(),
+            failures: Default::default(),
         }
     }
 
@@ -145,10 +165,7 @@ impl Security {
         });
         self.put(&group_path(ADMIN), admin_group, now).await?;
         if self.data.get_record(&user_path(ADMIN)).await?.is_none() {
-            let pw = config
-                .admin_password
-                .clone()
-                .unwrap_or_else(|| DEFAULT_ADMIN_PASSWORD.to_string());
+            let pw = config.admin_password.clone().unwrap_or_else(|| DEFAULT_ADMIN_PASSWORD.to_string());
             let hash = blocking(move || hash_password(&pw)).await;
             self.put(
                 &user_path(ADMIN),
@@ -191,12 +208,7 @@ impl Security {
     }
 
     async fn put(&self, path: &str, data: Value, now: i64) -> Result<(), DataError> {
-        let created = self
-            .data
-            .get_record(path)
-            .await?
-            .map(|r| r.created)
-            .unwrap_or(now);
+        let created = self.data.get_record(path).await?.map(|r| r.created).unwrap_or(now);
         let Value::Object(data) = data else {
             unreachable!("security records are objects")
         };
@@ -211,32 +223,56 @@ impl Security {
             .await
     }
 
-    /// Password or token login. Unknown users, wrong passwords and bad tokens are all
-    /// `Invalid credentials`.
-    pub async fn authenticate(
-        &self,
-        creds: &Credentials,
-    ) -> Result<AuthenticatedUser, AccessError> {
+    /// Password or token login, with account lockout. Unknown users, wrong passwords and bad
+    /// tokens are all `Invalid credentials`; failures count against the username given.
+    pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthenticatedUser, AccessError> {
+        let counted = creds
+            .username
+            .clone()
+            .filter(|_| self.lockout.enabled && (creds.password.is_some() || creds.token.is_some()));
+        if let Some(name) = &counted {
+            if self.locked_out(name) {
+                return Err(AccessError::LockedOut);
+            }
+        }
+        let result = self.check_credentials(creds).await;
+        if let (Err(AccessError::InvalidCredentials), Some(name)) = (&result, &counted) {
+            let mut failures = self.failures.lock();
+            let now = std::time::Instant::now();
+            let window = std::time::Duration::from_millis(self.lockout.retry_interval_ms);
+            let entry = failures.entry(name.clone()).or_insert((0, now));
+            // The TTL restarts on every failure; an expired count starts again from zero.
+            if now.duration_since(entry.1) > window {
+                entry.0 = 0;
+            }
+            *entry = (entry.0 + 1, now);
+        }
+        result
+    }
+
+    fn locked_out(&self, username: &str) -> bool {
+        let mut failures = self.failures.lock();
+        let window = std::time::Duration::from_millis(self.lockout.retry_interval_ms);
+        match failures.get(username) {
+            Some((n, at)) if at.elapsed() <= window => *n >= self.lockout.attempts,
+            Some(_) => {
+                failures.remove(username);
+                false
+            }
+            None => false,
+        }
+    }
+
+    async fn check_credentials(&self, creds: &Credentials) -> Result<AuthenticatedUser, AccessError> {
         let username = if let Some(token) = &creds.token {
-            let claims = self
-                .verify_token(token)
-                .await
-                .ok_or(AccessError::InvalidCredentials)?;
+            let claims = self.verify_token(token).await.ok_or(AccessError::InvalidCredentials)?;
             claims.username
         } else {
             let (Some(username), Some(password)) = (&creds.username, &creds.password) else {
                 return Err(AccessError::InvalidCredentials);
             };
-            let user = self
-                .load_user(username)
-                .await?
-                .ok_or(AccessError::InvalidCredentials)?;
-            let hash = user
-                .data
-                .get("password")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let user = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
+            let hash = user.data.get("password").and_then(Value::as_str).unwrap_or("").to_string();
             let password = password.clone();
             if !blocking(move || verify_password(&password, &hash)).await {
                 return Err(AccessError::InvalidCredentials);
@@ -247,15 +283,8 @@ impl Security {
         if self.load_user(&username).await?.is_none() {
             return Err(AccessError::InvalidCredentials);
         }
-        let permissions = Arc::new(
-            self.permissions_of(&username)
-                .await
-                .map_err(|_| AccessError::InvalidCredentials)?,
-        );
-        Ok(AuthenticatedUser {
-            username,
-            permissions,
-        })
+        let permissions = Arc::new(self.permissions_of(&username).await.map_err(|_| AccessError::InvalidCredentials)?);
+        Ok(AuthenticatedUser { username, permissions })
     }
 
     /// Exact lookup by name (the original's prefix lookup picked the wrong user).
@@ -274,9 +303,7 @@ impl Security {
         let links = self
             .data
             .store()
-            .find(&Pattern::new(&format!(
-                "{USER_PREFIX}{username}/_USER_GROUP/*"
-            )))
+            .find(&Pattern::new(&format!("{USER_PREFIX}{username}/_USER_GROUP/*")))
             .await?;
         let mut perms = Permissions::default();
         for link in links {
@@ -309,16 +336,11 @@ impl Security {
     /// Kept in the store at the original's path so it survives wherever the data does.
     pub async fn revoke(&self, session_id: &str) -> Result<(), DataError> {
         let data = json!({"data": {"reason": "CLIENT", "id": session_id}, "key": session_id});
-        self.put(&format!("{REVOKED_PREFIX}{session_id}"), data, now_millis())
-            .await
+        self.put(&format!("{REVOKED_PREFIX}{session_id}"), data, now_millis()).await
     }
 
     pub async fn is_revoked(&self, session_id: &str) -> Result<bool, DataError> {
-        Ok(self
-            .data
-            .get_record(&format!("{REVOKED_PREFIX}{session_id}"))
-            .await?
-            .is_some())
+        Ok(self.data.get_record(&format!("{REVOKED_PREFIX}{session_id}")).await?.is_some())
     }
 }
 
@@ -362,13 +384,11 @@ mod tests {
             ],
             groups: vec![GroupSpec {
                 name: "g".into(),
-                permissions: json!({"/g/*": {"actions": ["get"]}})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
+                permissions: json!({"/g/*": {"actions": ["get"]}}).as_object().unwrap().clone(),
                 custom_data: None,
             }],
             token_secret: None,
+            ..Default::default()
         };
         let s = security(&cfg).await;
         let admin = s.authenticate(&creds(ADMIN, "secret")).await.unwrap();
@@ -378,10 +398,7 @@ mod tests {
             AccessError::InvalidCredentials
         );
         let u = s.authenticate(&creds("u", "pu")).await.unwrap();
-        assert_eq!(
-            u.username, "u",
-            "exact lookup, not the prefix match of the original"
-        );
+        assert_eq!(u.username, "u", "exact lookup, not the prefix match of the original");
         assert!(u.permissions.allows("/g/1", "get") && !u.permissions.allows("/g/1", "set"));
         assert_eq!(
             s.authenticate(&creds("nobody", "x")).await.unwrap_err(),
@@ -425,6 +442,30 @@ mod tests {
             })
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn lockout_after_failed_attempts() {
+        let cfg = SecurityConfig {
+            lockout: LockoutConfig {
+                enabled: true,
+                attempts: 2,
+                retry_interval_ms: 1500,
+            },
+            ..Default::default()
+        };
+        let s = security(&cfg).await;
+        assert_eq!(
+            s.authenticate(&creds(ADMIN, "bad")).await.unwrap_err(),
+            AccessError::InvalidCredentials
+        );
+        assert_eq!(
+            s.authenticate(&creds(ADMIN, "bad")).await.unwrap_err(),
+            AccessError::InvalidCredentials
+        );
+        assert_eq!(s.authenticate(&creds(ADMIN, "happn")).await.unwrap_err(), AccessError::LockedOut);
+        tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+        assert!(s.authenticate(&creds(ADMIN, "happn")).await.is_ok(), "the lock lapses");
     }
 
     #[test]

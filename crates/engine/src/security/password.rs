@@ -12,11 +12,7 @@ pub fn hash_password(password: &str) -> String {
     let mut salt = [0u8; SALT_LEN];
     rand::thread_rng().fill_bytes(&mut salt);
     let key = derive(password, &salt, ITERATIONS);
-    format!(
-        "pbkdf2${ITERATIONS}${}${}$sha512",
-        hex::encode(key),
-        hex::encode(salt)
-    )
+    format!("pbkdf2${ITERATIONS}${}${}$sha512", hex::encode(key), hex::encode(salt))
 }
 
 /// Check `password` against a stored hash; malformed hashes never verify.
@@ -28,11 +24,7 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     if *scheme != "pbkdf2" || *digest != "sha512" {
         return false;
     }
-    let (Ok(iterations), Ok(expected), Ok(salt)) = (
-        iterations.parse::<u32>(),
-        hex::decode(key_hex),
-        hex::decode(salt_hex),
-    ) else {
+    let (Ok(iterations), Ok(expected), Ok(salt)) = (iterations.parse::<u32>(), hex::decode(key_hex), hex::decode(salt_hex)) else {
         return false;
     };
     if iterations == 0 || iterations > 10_000_000 || expected.is_empty() || expected.len() > 256 {

@@ -24,12 +24,7 @@ impl Permissions {
             let actions: Vec<String> = spec
                 .get("actions")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default();
             self.entries.push((Pattern::new(&path), actions));
         }
@@ -50,22 +45,19 @@ mod tests {
     #[test]
     fn anchored_and_combined() {
         let mut p = Permissions::default();
-        p.add_group(json!({"/allowed/*": {"actions": ["get", "on"]}, "/allowed/writable/*": {"actions": ["set"]}}).as_object().unwrap());
-        assert!(p.allows("/allowed/x", "get"));
-        assert!(
-            p.allows("/allowed/writable/x", "set"),
-            "narrower grant kept"
+        p.add_group(
+            json!({"/allowed/*": {"actions": ["get", "on"]}, "/allowed/writable/*": {"actions": ["set"]}})
+                .as_object()
+                .unwrap(),
         );
+        assert!(p.allows("/allowed/x", "get"));
+        assert!(p.allows("/allowed/writable/x", "set"), "narrower grant kept");
         assert!(p.allows("/allowed/writable/x", "get"));
         assert!(!p.allows("/allowed/x", "set"));
         assert!(!p.allows("/x/allowed/y", "get"), "anchored");
         assert!(!p.allows("*", "on"));
         let mut q = Permissions::default();
-        q.add_group(
-            json!({"/a\\u002eb/*": {"actions": ["*"]}})
-                .as_object()
-                .unwrap(),
-        );
+        q.add_group(json!({"/a\\u002eb/*": {"actions": ["*"]}}).as_object().unwrap());
         assert!(q.allows("/a.b/c", "remove"));
         assert!(Permissions::allow_all().allows("*", "on"));
     }

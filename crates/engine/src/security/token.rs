@@ -27,17 +27,14 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, claims: &TokenClaims) -> String {
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .expect("HS256 signing of plain claims cannot fail")
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).expect("HS256 signing of plain claims cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Option<TokenClaims> {
         let mut v = Validation::new(Algorithm::HS256);
         v.required_spec_claims.clear();
         v.validate_exp = false;
-        decode::<TokenClaims>(token, &self.decoding, &v)
-            .ok()
-            .map(|d| d.claims)
+        decode::<TokenClaims>(token, &self.decoding, &v).ok().map(|d| d.claims)
     }
 }
 

@@ -22,10 +22,7 @@ impl MemoryStore {
 }
 
 /// The keys of `map` that start with `prefix`, in order.
-fn prefix_range<'a, V>(
-    map: &'a BTreeMap<String, V>,
-    prefix: &str,
-) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+fn prefix_range<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
     let owned = prefix.to_string();
     map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
         .take_while(move |(k, _)| k.starts_with(owned.as_str()))
@@ -62,11 +59,7 @@ impl Store for MemoryStore {
     async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError> {
         let mut map = self.records.write();
         if !pattern.is_wildcard() {
-            return Ok(map
-                .remove(pattern.as_str())
-                .map(|r| r.path)
-                .into_iter()
-                .collect());
+            return Ok(map.remove(pattern.as_str()).map(|r| r.path).into_iter().collect());
         }
         let doomed: Vec<String> = prefix_range(&map, pattern.literal_prefix())
             .filter(|(k, _)| pattern.matches(k))
@@ -96,39 +89,18 @@ mod tests {
     async fn ordered_pattern_scans_and_atomic_removes() {
         let s = MemoryStore::new();
         let batch = WriteBatch {
-            puts: ["/b/2", "/a/1", "/b/10", "/x/b/1", "b/3"]
-                .into_iter()
-                .map(rec)
-                .collect(),
+            puts: ["/b/2", "/a/1", "/b/10", "/x/b/1", "b/3"].into_iter().map(rec).collect(),
             removes: vec![],
         };
         s.write(batch).await.unwrap();
-        let found: Vec<String> = s
-            .find(&Pattern::new("/b/*"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.path)
-            .collect();
+        let found: Vec<String> = s.find(&Pattern::new("/b/*")).await.unwrap().into_iter().map(|r| r.path).collect();
         assert_eq!(found, ["/b/10", "/b/2"], "byte order, anchored");
-        let all: Vec<String> = s
-            .find(&Pattern::new("*"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.path)
-            .collect();
+        let all: Vec<String> = s.find(&Pattern::new("*")).await.unwrap().into_iter().map(|r| r.path).collect();
         assert_eq!(all, ["/a/1", "/b/10", "/b/2", "/x/b/1", "b/3"]);
         assert_eq!(s.find(&Pattern::new("/a/1")).await.unwrap().len(), 1);
         let removed = s.remove_matching(&Pattern::new("/x/*")).await.unwrap();
         assert_eq!(removed, ["/x/b/1"]);
-        assert_eq!(
-            s.remove_matching(&Pattern::new("/b/*"))
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(s.remove_matching(&Pattern::new("/b/*")).await.unwrap().len(), 2);
         assert_eq!(s.len().await.unwrap(), 2);
     }
 }
