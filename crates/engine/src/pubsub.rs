@@ -7,8 +7,9 @@
 //! order they were first subscribed. Within a channel, subscribers go by ascending session index.
 
 use crate::path::Pattern;
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

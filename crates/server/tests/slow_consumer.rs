@@ -1,0 +1,151 @@
+//! A client that stops reading must not grow the server's memory without bound: its outbound
+//! queue fills up, the server closes it, and every other subscriber still gets every event.
+//! Runs the real binary so the server's own RSS can be read from /proc.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn connect(port: u16) -> Ws {
+    for _ in 0..100 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/primus")).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not come up");
+}
+
+async fn request(ws: &mut Ws, v: Value) -> Value {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    loop {
+        if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+            let r: Value = serde_json::from_str(&t).unwrap();
+            if r["_meta"]["type"] == "response" {
+                return r;
+            }
+        }
+    }
+}
+
+async fn subscriber(port: u16) -> Ws {
+    let mut ws = connect(port).await;
+    assert_eq!(
+        request(&mut ws, json!({"action":"login","eventId":1,"data":{}})).await["_meta"]["status"],
+        "ok"
+    );
+    let r = request(
+        &mut ws,
+        json!({"action":"on","eventId":2,"path":"/SET@/flood/*","options":{"refCount":0}}),
+    )
+    .await;
+    assert_eq!(r["_meta"]["status"], "ok");
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
+    const EVENTS: usize = 100_000;
+    const PAYLOAD: usize = 2_000; // 100k events of ~2 kB: ~200 MB if the server buffered them all
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_happn-rs"))
+        .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--log-level", "warn"])
+        .env("HAPPN_SERVER_CONFIG", json!({"maxQueueBytes": 8 * 1_048_576}).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let server = Proc(child);
+    let pid = server.0.id();
+
+    let stalled = subscriber(port).await; // subscribes, then is never read again
+    let mut reader = subscriber(port).await;
+    let mut publisher = connect(port).await;
+    let baseline = rss_kib(pid);
+
+    let received = tokio::spawn(async move {
+        let mut n = 0usize;
+        while n < EVENTS {
+            match tokio::time::timeout(Duration::from_secs(60), reader.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"type\":\"data\"") => n += 1,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("reader stopped after {n} events: {other:?}"),
+            }
+        }
+        n
+    });
+
+    let body = "x".repeat(PAYLOAD);
+    let mut peak = baseline;
+    let started = Instant::now();
+    let window = 200;
+    let mut sent = 0usize;
+    let mut acked = 0usize;
+    while acked < EVENTS {
+        while sent < EVENTS && sent - acked < window {
+            let frame = json!({"action":"set","eventId":sent,"path":format!("/flood/{}", sent % 1000),"data":{"b":body}});
+            publisher.feed(Message::Text(frame.to_string().into())).await.unwrap();
+            sent += 1;
+        }
+        publisher.flush().await.unwrap();
+        match publisher.next().await.unwrap().unwrap() {
+            Message::Text(t) if t.contains("\"type\":\"response\"") => acked += 1,
+            _ => {}
+        }
+        if acked % 10_000 == 0 {
+            peak = peak.max(rss_kib(pid));
+        }
+    }
+    assert_eq!(received.await.unwrap(), EVENTS, "the reading subscriber got every event");
+    peak = peak.max(rss_kib(pid));
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "published {EVENTS} events in {:?}; server RSS {baseline} KiB -> peak {peak} KiB",
+        started.elapsed()
+    );
+    assert!(
+        grown_mib < 64,
+        "server memory grew by {grown_mib} MiB with a stalled client (limit 8 MiB queue)"
+    );
+
+    // The stalled client was closed by the server: draining it ends with close/EOF, not 100k events.
+    let mut stalled = stalled;
+    let mut events = 0usize;
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(m) = stalled.next().await {
+            match m {
+                Ok(Message::Text(_)) => events += 1,
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stalled connection was closed by the server");
+    assert!(events < EVENTS, "the stalled client cannot have been sent everything ({events})");
+}
