@@ -3,7 +3,7 @@
 # then diff the normalised trace against the reference recording. Differences that remain must be
 # listed in COMPATIBILITY.md.
 #
-#   scripts/wire-diff.sh [scenario,scenario,...]      (default: the scenarios happn-rs covers)
+#   scripts/wire-diff.sh [scenario,scenario,...]   (default: every scenario happn-rs covers so far)
 #
 # Needs: a release build (cargo build --release), node, and happn@2.21.0 in tests/compat
 # (cd tests/compat && npm ci). Exit code: 0 when the run completed (the diff is printed).
@@ -13,7 +13,8 @@ shared=${HAPPN_SHARED:-$root/../shared}
 recorder=$shared/tools/wire-recorder/record.js
 reference=$shared/spec/traces/reference-2.21.0.jsonl
 bin=${HAPPN_RS_BIN:-$root/target/release/happn-rs}
-scenarios=${1:-connect-describe-login,login-bad-password,set-variants,get-variants,remove-variants,raw-primus-protocol,large-and-unicode-payload,raw-server-heartbeat,client-custom-heartbeat}
+covered=connect-describe-login,login-bad-password,set-variants,get-variants,remove-variants,raw-primus-protocol,large-and-unicode-payload,raw-server-heartbeat,client-custom-heartbeat,on-event-types,on-count-1,on-initial-callback-emit,off-variants,two-clients-pubsub,server-shutdown-reconnect,server-shutdown-no-reconnect,reconnect-after-restart,idle-heartbeat-40s,client-pong-timeout
+scenarios=${1:-$covered}
 out=$root/target/traces
 mkdir -p "$out"
 export HAPPN_REF_MODULES=${HAPPN_REF_MODULES:-$root/tests/compat/node_modules}
@@ -25,5 +26,7 @@ node "$recorder" --server-cmd "$bin --port {port} --host 127.0.0.1 --secure --lo
   tail -20 "$out/recorder.log" >&2
   exit 1
 }
-diff <(node "$recorder" --normalize "$reference" --only "$scenarios") \
-     <(node "$recorder" --normalize "$out/happn-rs.jsonl" --only "$scenarios") || true
+node "$recorder" --normalize "$reference" --only "$scenarios" > "$out/reference.txt"
+node "$recorder" --normalize "$out/happn-rs.jsonl" --only "$scenarios" > "$out/happn-rs.txt"
+# Frames are compared per connection (the order the protocol defines); see wire-compare.js.
+node "$root/scripts/wire-compare.js" "$out/reference.txt" "$out/happn-rs.txt"

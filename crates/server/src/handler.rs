@@ -295,7 +295,11 @@ async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/SET@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action);
+        if publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action) {
+            // Let the recipients' writers run before ours, so other clients see the event
+            // before the writer sees its reply, as with the original's synchronous writes.
+            tokio::task::yield_now().await;
+        }
     }
     let reply = Reply {
         action: if published { &action } else { "set" },
@@ -334,7 +338,9 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/REMOVE@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action);
+        if publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action) {
+            tokio::task::yield_now().await;
+        }
     }
     let reply = Reply {
         action: if published { &action } else { "remove" },
@@ -346,20 +352,22 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
 
 /// Deliver the event of a set/remove to every matching subscription, before the writer's reply.
 #[allow(clippy::too_many_arguments)]
+/// Returns true when some other connection was sent an event.
 fn publish(
     state: &AppState,
-    _conn: &Conn,
+    conn: &Conn,
     req: &Request,
     kind: EventKind,
     path: &str,
     data_json: &str,
     meta: &RecordMeta<'_>,
     action: &str,
-) {
+) -> bool {
     let deliveries = state.subscriptions.deliveries(kind, path);
     if deliveries.is_empty() {
-        return;
+        return false;
     }
+    let mut others = false;
     let targets: Option<Vec<&str>> = req
         .options
         .get("targetClients")
@@ -379,8 +387,10 @@ fn publish(
                 continue;
             }
             peer.tx.text(event.render(session_id, channel));
+            others |= sub.key != conn.key;
         }
     });
+    others
 }
 
 /// Records clients may never see: the server keypair. Password hashes are stripped instead.

@@ -322,6 +322,125 @@ function destroyClient(c) {
   });
 }
 
+/**
+ * Record the frames a real happn client sends and receives, as they cross its websocket
+ * (Primus `incoming::data` / `outgoing::data`, i.e. the raw text, parsed here so that the client's
+ * own handlers cannot have mutated it). Survives reconnects (the Primus instance is reused).
+ *   spy.in / spy.out           [{raw, json, t}]
+ *   spy.waitIn(pred, ms, label) / spy.waitOut(...)   first frame (already seen or future) with pred(json)
+ *   spy.mark()                  index pair to slice frames seen after this point
+ */
+function spyClient(c) {
+  const spy = { in: [], out: [], waiters: [] };
+  const push = (dir, raw) => {
+    const text = typeof raw === 'string' ? raw : String(raw);
+    let json;
+    try { json = JSON.parse(text); } catch (e) { json = undefined; }
+    const f = { dir, raw: text, json, t: Date.now() };
+    spy[dir].push(f);
+    for (let i = spy.waiters.length - 1; i >= 0; i--) {
+      const w = spy.waiters[i];
+      if (w.dir === dir && w.from <= spy[dir].length - 1 && w.pred(json)) { spy.waiters.splice(i, 1); w.resolve(f); }
+    }
+  };
+  c.pubsub.on('incoming::data', raw => push('in', raw));
+  c.pubsub.on('outgoing::data', raw => push('out', raw));
+  const wait = dir => (pred, ms, label, from) => {
+    from = from || 0;
+    const found = spy[dir].slice(from).find(f => pred(f.json));
+    if (found) return Promise.resolve(found);
+    return withTimeout(new Promise(resolve => spy.waiters.push({ dir, pred, resolve, from })), ms || 3000,
+      'client spy: waiting for ' + dir + ' frame ' + (label || '') + '; ' + dir + ': ' + spy.dump(dir));
+  };
+  spy.waitIn = wait('in');
+  spy.waitOut = wait('out');
+  spy.mark = () => ({ in: spy.in.length, out: spy.out.length });
+  spy.since = (mark, dir) => spy[dir || 'in'].slice(mark[dir || 'in']);
+  /** data frames (events) received after mark, optionally only those on `channel` */
+  spy.events = (mark, channel) => spy.since(mark || { in: 0 }, 'in')
+    .filter(f => f.json && f.json._meta && f.json._meta.type === 'data' && (channel === undefined || f.json._meta.channel === channel));
+  spy.dump = dir => spy[dir || 'in'].slice(-30).map(f => f.raw.slice(0, 300)).join(' | ');
+  return spy;
+}
+
+/** record a happn client's lifecycle events (onEvent) and system messages (onSystemMessage) */
+function watchClient(c) {
+  const log = [];
+  const waiters = [];
+  const seen = kind => log.filter(l => l.kind === kind);
+  const push = (kind, data) => {
+    log.push({ kind, data, t: Date.now() });
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i];
+      if (w.kind === kind && seen(kind).length >= w.n) { waiters.splice(i, 1); w.resolve(data); }
+    }
+  };
+  c.onSystemMessage((eventKey, data) => { push('system:' + eventKey, data); return true; });
+  ['connection-ended', 'reconnect-scheduled', 'reconnect-successful', 'reconnect', 'reconnect-timeout']
+    .forEach(ev => c.onEvent(ev, function () { push(ev, this); }));
+  return {
+    log,
+    kinds: () => log.map(l => l.kind),
+    count: kind => seen(kind).length,
+    /** resolves when `kind` has been seen at least `n` times (default 1) */
+    wait(kind, ms, n) {
+      n = n || 1;
+      if (seen(kind).length >= n) return Promise.resolve(seen(kind)[n - 1].data);
+      return withTimeout(new Promise(resolve => waiters.push({ kind, n, resolve })), ms || 5000,
+        'client event ' + kind + ' x' + n + ' (seen: ' + JSON.stringify(log.map(l => l.kind)) + ')');
+    },
+  };
+}
+
+/**
+ * Minimal TCP proxy (like the wire recorder's RecordingProxy, without recording): clients connect
+ * to proxy.port, bytes are forwarded to 127.0.0.1:targetPort. dropAll() destroys every open
+ * connection on both sides (a dropped network, no websocket close frame).
+ */
+class TcpProxy {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.pairs = new Set();
+    this.accepted = 0;
+  }
+  async start(port) {
+    this.port = port || await freePort();
+    this.server = net.createServer(client => {
+      this.accepted++;
+      const upstream = net.connect(this.targetPort, '127.0.0.1');
+      const pair = { client, upstream };
+      this.pairs.add(pair);
+      client.setNoDelay(true);
+      upstream.setNoDelay(true);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      const kill = () => { client.destroy(); upstream.destroy(); this.pairs.delete(pair); };
+      client.on('error', kill);
+      upstream.on('error', kill);
+      client.on('close', kill);
+      upstream.on('close', kill);
+    });
+    await new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', resolve);
+    });
+    liveProxies.add(this);
+    return this;
+  }
+  get open() { return this.pairs.size; }
+  dropAll() {
+    const n = this.pairs.size;
+    for (const p of [...this.pairs]) { p.client.destroy(); p.upstream.destroy(); this.pairs.delete(p); }
+    return n;
+  }
+  close() {
+    liveProxies.delete(this);
+    this.dropAll();
+    return new Promise(resolve => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+const liveProxies = new Set();
+
 // ---------------------------------------------------------------------------------------------
 // raw websocket (ws@1.1.5, the version the happn client uses)
 // ---------------------------------------------------------------------------------------------
@@ -581,6 +700,7 @@ function keys(o) { return Object.keys(o).sort(); }
 async function cleanup(...servers) {
   await Promise.all([...liveClients].map(destroyClient));
   await Promise.all([...liveRaw].map(r => r.close()));
+  await Promise.all([...liveProxies].map(p => p.close()));
   await Promise.all(servers.filter(Boolean).map(s => s.stop('SIGKILL', 2000)));
 }
 
@@ -588,7 +708,7 @@ module.exports = {
   BIN, sleep, uid, withTimeout, freePort, portOpen, tmpFile,
   startServer, runCli, ServerHandle,
   connect, set, get, remove, getPaths, setSibling, on, off, offPath, offAll, disconnect,
-  destroyClient, expectError, collector, cbCall,
+  destroyClient, expectError, collector, cbCall, spyClient, watchClient, TcpProxy,
   RawSocket, httpGet, rawHandshake,
   m, diffShape, assertShape, safeJson, paths, keys, cleanup, plain, deq,
 };
