@@ -20,6 +20,9 @@ if [ ! -d tests/compat/node_modules/happn ]; then
 fi
 (cd tests/compat && npm test)
 
+echo "== bench smoke (every happn-bench scenario for a second against happn-rs)"
+HAPPN_BENCH_BIN=$target/release/happn-bench scripts/bench-smoke.sh
+
 shared=${HAPPN_SHARED:-$root/../shared}
 if [ -f "$shared/tools/wire-recorder/record.js" ]; then
   echo "== wire traces vs reference (differences must be the ones in tests/wire/expected.diff)"

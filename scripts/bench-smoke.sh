@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A few seconds of every happn-bench scenario against a fresh happn-rs, so the tool keeps working.
+# (The full side-by-side comparison with the Node.js servers is bench/compare.sh.)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+server=${HAPPN_RS_BIN:-$target/release/happn-rs}
+bench=${HAPPN_BENCH_BIN:-$target/release/happn-bench}
+port=${BENCH_SMOKE_PORT:-55990}
+"$server" --port "$port" --host 127.0.0.1 --secure --log-level warn >/dev/null &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+common=(--url "ws://127.0.0.1:$port" --pid "$pid" --label happn-rs --duration 1 --warmup 0.2)
+out=$(mktemp)
+run() {
+  "$bench" "${common[@]}" "$@" | tee -a "$out" | tail -1
+}
+run set --clients 4 --inflight 8
+run get --clients 4 --inflight 8 --keys 100
+run fanout --subscribers 10 --inflight 8
+run subs-scale --subs 0,1000 --clients 2 --inflight 8
+run conns --count 100
+run login --clients 2
+run echo --clients 2 --inflight 8
+# Every JSON line must report zero errors and some work done.
+node -e '
+const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.startsWith("{")).map(JSON.parse);
+let bad = 0;
+for (const r of lines) {
+  const errs = Object.entries(r).filter(([k, v]) => k.endsWith("errors") && v > 0);
+  const work = Object.entries(r).filter(([k, v]) => (k.endsWith("ops") || k === "connections" || k === "deliveries") && v > 0);
+  if (errs.length || !work.length) { console.error("bench smoke: bad result", JSON.stringify(r)); bad++; }
+}
+if (lines.length < 8) { console.error("bench smoke: expected 8 result lines, got " + lines.length); bad++; }
+console.log("bench smoke: " + lines.length + " results checked" + (bad ? ", " + bad + " bad" : ", all fine"));
+process.exit(bad ? 1 : 0);
+' "$out"
