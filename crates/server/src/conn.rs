@@ -141,7 +141,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                     Frame::Control(Control::Id) => {
                         tx.text(encode_control(&format!("primus::id::{key}")));
                     }
-                    Frame::Message(v) => handler::handle(&state, &mut conn, &tx, v).await,
+                    // Boxed: the request future is large and only lives while a request runs, so an idle
+                    // connection does not carry its space.
+                    Frame::Message(v) => Box::pin(handler::handle(&state, &mut conn, &tx, v)).await,
                     Frame::Invalid(e) => {
                         if e.contains("recursion limit") {
                             let err = WireError::error("message is nested too deeply (the limit is 128 levels)");

@@ -295,11 +295,7 @@ async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/SET@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        if publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action) {
-            // Let the recipients' writers run before ours, so other clients see the event
-            // before the writer sees its reply, as with the original's synchronous writes.
-            tokio::task::yield_now().await;
-        }
+        publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "set" },
@@ -338,9 +334,7 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/REMOVE@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        if publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action) {
-            tokio::task::yield_now().await;
-        }
+        publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "remove" },
@@ -352,22 +346,22 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
 
 /// Deliver the event of a set/remove to every matching subscription, before the writer's reply.
 #[allow(clippy::too_many_arguments)]
-/// Returns true when some other connection was sent an event.
+/// Events are queued on every recipient's outbox before the caller queues its own reply, so the
+/// writer always sees its events first; across sockets, order is up to each socket's writer.
 fn publish(
     state: &AppState,
-    conn: &Conn,
+    _conn: &Conn,
     req: &Request,
     kind: EventKind,
     path: &str,
     data_json: &str,
     meta: &RecordMeta<'_>,
     action: &str,
-) -> bool {
+) {
     let deliveries = state.subscriptions.deliveries(kind, path);
     if deliveries.is_empty() {
-        return false;
+        return;
     }
-    let mut others = false;
     let targets: Option<Vec<&str>> = req
         .options
         .get("targetClients")
@@ -387,10 +381,8 @@ fn publish(
                 continue;
             }
             peer.tx.text(event.render(session_id, channel));
-            others |= sub.key != conn.key;
         }
     });
-    others
 }
 
 /// Records clients may never see: the server keypair. Password hashes are stripped instead.

@@ -55,7 +55,11 @@ async fn dispatch(
         if let Ok(ws) = ws {
             let heartbeat = Heartbeat::from_query(uri.query());
             let max = state.config.max_frame_bytes;
+            // Small socket buffers: an idle connection should cost little memory; buffers grow
+            // while a connection is busy.
             return ws
+                .read_buffer_size(1024)
+                .write_buffer_size(16 * 1024)
                 .max_message_size(max)
                 .max_frame_size(max)
                 .on_upgrade(move |socket| conn::run(socket, state, heartbeat))

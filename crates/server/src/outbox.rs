@@ -3,9 +3,11 @@
 //! drains it. A client that stops reading cannot make the server buffer without limit: once its
 //! queue holds more than the limit, the queue is marked overflowed and the connection is closed.
 
+use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub enum Outbound {
@@ -19,42 +21,79 @@ pub enum Outbound {
     },
 }
 
+/// The queue itself is a plain `VecDeque` behind a mutex: it allocates nothing while a
+/// connection is idle (a channel would keep a block of slots per connection), and hands the
+/// writer everything queued in one lock.
+struct Queue {
+    items: VecDeque<Outbound>,
+    receiver_gone: bool,
+}
+
 struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer; `notify_one` keeps a permit when the writer is not waiting yet.
+    ready: Notify,
+    overflow: Notify,
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
-    notify: Notify,
+    senders: AtomicUsize,
 }
 
-#[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outbound>,
     shared: Arc<Shared>,
 }
 
 pub struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Outbound>,
     shared: Arc<Shared>,
 }
 
 pub fn outbox(limit_bytes: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            items: VecDeque::new(),
+            receiver_gone: false,
+        }),
+        ready: Notify::new(),
+        overflow: Notify::new(),
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         overflowed: AtomicBool::new(false),
-        notify: Notify::new(),
+        senders: AtomicUsize::new(1),
     });
-    (
+    (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::AcqRel);
         Outbox {
-            tx,
-            shared: shared.clone(),
-        },
-        OutboxReceiver { rx, shared },
-    )
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.ready.notify_one();
+        }
+    }
 }
 
 impl Outbox {
+    fn push(&self, item: Outbound) -> bool {
+        {
+            let mut q = self.shared.queue.lock();
+            if q.receiver_gone {
+                return false;
+            }
+            q.items.push_back(item);
+        }
+        self.shared.ready.notify_one();
+        true
+    }
+
     /// Queue a text frame. Returns false (and drops it) when the queue is over its limit; the
     /// connection is then told to close through [`Outbox::overflowed`].
     pub fn text(&self, frame: String) -> bool {
@@ -63,11 +102,11 @@ impl Outbox {
         if before + len > self.shared.limit && before > 0 {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
-                self.shared.notify.notify_one();
+                self.shared.overflow.notify_one();
             }
             return false;
         }
-        if self.tx.send(Outbound::Text(frame)).is_err() {
+        if !self.push(Outbound::Text(frame)) {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
@@ -75,13 +114,13 @@ impl Outbox {
     }
 
     pub fn close(&self, preface: Vec<String>, code: u16, reason: String) {
-        let _ = self.tx.send(Outbound::Close { preface, code, reason });
+        self.push(Outbound::Close { preface, code, reason });
     }
 
     /// Resolves once the queue has overflowed.
     pub async fn overflowed(&self) {
         loop {
-            let notified = self.shared.notify.notified();
+            let notified = self.shared.overflow.notified();
             if self.shared.overflowed.load(Ordering::Acquire) {
                 return;
             }
@@ -99,22 +138,41 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
+    /// The next item; `None` once every [`Outbox`] is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        let m = self.rx.recv().await;
-        self.account(&m);
-        m
+        loop {
+            if let Some(item) = self.try_recv() {
+                return Some(item);
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                return self.try_recv();
+            }
+            self.shared.ready.notified().await;
+        }
     }
 
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let m = self.rx.try_recv().ok();
-        self.account(&m);
-        m
-    }
-
-    fn account(&self, m: &Option<Outbound>) {
-        if let Some(Outbound::Text(t)) = m {
+        let item = {
+            let mut q = self.shared.queue.lock();
+            let item = q.items.pop_front();
+            // Give back what a burst made the queue grow to.
+            if q.items.is_empty() && q.items.capacity() > 64 {
+                q.items = VecDeque::new();
+            }
+            item
+        };
+        if let Some(Outbound::Text(t)) = &item {
             self.shared.queued.fetch_sub(t.len(), Ordering::AcqRel);
         }
+        item
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let mut q = self.shared.queue.lock();
+        q.receiver_gone = true;
+        q.items.clear();
     }
 }
 
@@ -136,5 +194,18 @@ mod tests {
         // A single frame larger than the limit still goes through on an empty queue.
         let (tx, _rx) = outbox(4);
         assert!(tx.text("123456".into()));
+    }
+
+    #[tokio::test]
+    async fn ends_when_every_sender_is_gone() {
+        let (tx, mut rx) = outbox(100);
+        let tx2 = tx.clone();
+        tx.text("a".into());
+        drop(tx);
+        tx2.close(vec![], 1000, String::new());
+        drop(tx2);
+        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
+        assert!(matches!(rx.recv().await, Some(Outbound::Close { .. })));
+        assert!(rx.recv().await.is_none());
     }
 }
