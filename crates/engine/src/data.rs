@@ -24,13 +24,32 @@ pub struct SetOptions {
     pub no_store: bool,
 }
 
-/// The result of a set: what the reply (and the event) carry.
+/// The result of a set: what the reply (and the event) carry. The body is serialised once,
+/// here, and shared by the reply and every event.
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// The record as stored (for a tag: the snapshot record under `/_TAGS`).
-    pub record: Record,
+    /// Where the record went (for a tag: the snapshot under `/_TAGS`; for a sibling: the new path).
+    pub path: String,
+    pub created: Millis,
+    pub modified: Millis,
+    pub tag: Option<String>,
+    /// The stored body as JSON text (for a tag: the snapshot).
+    pub data_json: String,
     /// False for `noStore`: nothing was persisted and the reply has no timestamps.
     pub stored: bool,
+}
+
+impl Written {
+    fn of(record: &Record, stored: bool) -> Written {
+        Written {
+            path: record.path.clone(),
+            created: record.created,
+            modified: record.modified,
+            tag: record.tag.clone(),
+            data_json: serde_json::to_string(&record.data).expect("JSON values serialise"),
+            stored,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -78,35 +97,44 @@ impl DataService {
         }
         let body = format_set_data(data)?;
         if opts.no_store {
-            return Ok(Written {
-                record: Record::new(path, body, 0),
-                stored: false,
-            });
+            return Ok(Written::of(&Record::new(path, body, 0), false));
         }
         if opts.sibling {
             let sibling = format!("{}{}{}", path, if path.ends_with('/') { "" } else { "/" }, unique_id());
             let record = Record::new(sibling, body, now_millis());
-            self.store.write(WriteBatch::put(record.clone())).await?;
-            return Ok(Written { record, stored: true });
+            let written = Written::of(&record, true);
+            self.store.write(WriteBatch::put(record)).await?;
+            return Ok(written);
         }
         let _guard = self.stripe(path).lock().await;
-        let existing = self.store.get(path).await?;
         let now = now_millis();
-        let record = match existing {
-            None => Record::new(path, body, now),
-            Some(old) => {
-                let data = if opts.merge { merge(body, old.data) } else { body };
-                Record {
+        let record = if opts.merge {
+            match self.store.get(path).await? {
+                None => Record::new(path, body, now),
+                Some(old) => Record {
                     path: path.to_string(),
-                    data,
+                    data: merge(body, old.data),
                     created: old.created,
                     modified: now.max(old.created),
                     tag: None,
-                }
+                },
+            }
+        } else {
+            // A plain set replaces the body: only the old `created` is needed.
+            match self.store.created_at(path).await? {
+                None => Record::new(path, body, now),
+                Some(created) => Record {
+                    path: path.to_string(),
+                    data: body,
+                    created,
+                    modified: now.max(created),
+                    tag: None,
+                },
             }
         };
-        self.store.write(WriteBatch::put(record.clone())).await?;
-        Ok(Written { record, stored: true })
+        let written = Written::of(&record, true);
+        self.store.write(WriteBatch::put(record)).await?;
+        Ok(written)
     }
 
     /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
@@ -140,16 +168,14 @@ impl DataService {
             modified: now,
             tag: Some(tag.to_string()),
         };
+        let written = Written::of(&tag_record, true);
         self.store
             .write(WriteBatch {
-                puts: vec![source, tag_record.clone()],
+                puts: vec![source, tag_record],
                 removes: vec![],
             })
             .await?;
-        Ok(Written {
-            record: tag_record,
-            stored: true,
-        })
+        Ok(written)
     }
 
     /// Read by exact path, wildcard or query. `exact_single` is false when the caller needs an
@@ -293,15 +319,6 @@ pub fn merge(mut update: Map<String, Value>, old: Map<String, Value>) -> Map<Str
     update
 }
 
-/// Timestamps of a reply or event for a written record.
-pub fn written_times(w: &Written) -> (Option<Millis>, Option<Millis>) {
-    if w.stored {
-        (Some(w.record.created), Some(w.record.modified))
-    } else {
-        (None, None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +327,10 @@ mod tests {
 
     fn svc() -> DataService {
         DataService::new(Arc::new(MemoryStore::new()))
+    }
+
+    fn body(w: &Written) -> Value {
+        serde_json::from_str(&w.data_json).unwrap()
     }
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -349,12 +370,12 @@ mod tests {
     async fn set_keeps_created_and_bumps_modified() {
         let s = svc();
         let a = s.set("/p", Some(json!({"v":1})), &SetOptions::default()).await.unwrap();
-        assert_eq!(a.record.created, a.record.modified);
+        assert_eq!(a.created, a.modified);
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         let b = s.set("/p", Some(json!({"w":2})), &SetOptions::default()).await.unwrap();
-        assert_eq!(b.record.created, a.record.created);
-        assert!(b.record.modified > a.record.modified);
-        assert_eq!(b.record.data, obj(json!({"w":2})));
+        assert_eq!(b.created, a.created);
+        assert!(b.modified > a.modified);
+        assert_eq!(body(&b), json!({"w":2}));
         let c = s
             .set(
                 "/p",
@@ -366,7 +387,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(serde_json::to_string(&c.record.data).unwrap(), r#"{"v":3,"w":2}"#);
+        assert_eq!(c.data_json, r#"{"v":3,"w":2}"#);
     }
 
     #[tokio::test]
@@ -378,20 +399,17 @@ mod tests {
             ..Default::default()
         };
         let t = s.set("/t", None, &opts).await.unwrap();
-        assert!(t.record.path.starts_with("/_TAGS/t/") && t.record.path.len() == "/_TAGS/t/".len() + 32);
-        assert_eq!(t.record.tag.as_deref(), Some("T1"));
-        assert_eq!(t.record.data["data"], json!({"v":1}));
-        assert_eq!(t.record.data["_id"], json!("/t"));
+        assert!(t.path.starts_with("/_TAGS/t/") && t.path.len() == "/_TAGS/t/".len() + 32);
+        assert_eq!(t.tag.as_deref(), Some("T1"));
+        assert_eq!(body(&t)["data"], json!({"v":1}));
+        assert_eq!(body(&t)["_id"], json!("/t"));
         let src = s.get_record("/t").await.unwrap().unwrap();
-        assert_eq!(t.record.data["modified"], json!(src.modified));
+        assert_eq!(body(&t)["modified"], json!(src.modified));
         assert!(matches!(s.set("/t", Some(json!({})), &opts).await, Err(DataError::TagWithData)));
         // Tagging a missing path creates an empty source record; concatenation without '/'.
         let t2 = s.set("tag/none", None, &opts).await.unwrap();
-        assert!(t2.record.path.starts_with("/_TAGStag/none/"));
-        assert_eq!(
-            serde_json::to_string(&t2.record.data).unwrap(),
-            r#"{"data":{},"_meta":{"path":"tag/none"}}"#
-        );
+        assert!(t2.path.starts_with("/_TAGStag/none/"));
+        assert_eq!(t2.data_json, r#"{"data":{},"_meta":{"path":"tag/none"}}"#);
         assert_eq!(s.get_record("tag/none").await.unwrap().unwrap().data, Map::new());
 
         let sib = s
@@ -405,7 +423,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(sib.record.path.len(), "/base/".len() + 32);
+        assert_eq!(sib.path.len(), "/base/".len() + 32);
         let sib2 = s
             .set(
                 "/base/",
@@ -417,7 +435,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(!sib2.record.path.contains("//"));
+        assert!(!sib2.path.contains("//"));
     }
 
     #[tokio::test]

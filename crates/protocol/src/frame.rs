@@ -50,7 +50,9 @@ pub fn encode_control(text: &str) -> String {
 /// Both Primus encoders write U+2028/U+2029 as `\u2028`/`\u2029` escapes. serde_json leaves them
 /// raw; JSON allows either, but we match the reference byte for byte.
 pub fn escape_line_separators(mut s: String) -> String {
-    if s.contains(['\u{2028}', '\u{2029}']) {
+    // Both characters start with the byte 0xE2 in UTF-8: one memchr pass finds out whether
+    // there is anything to do (almost never).
+    if memchr::memchr(0xE2, s.as_bytes()).is_some() && s.contains(['\u{2028}', '\u{2029}']) {
         s = s.replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029");
     }
     s

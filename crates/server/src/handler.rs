@@ -96,7 +96,7 @@ fn send(tx: &Outbox, frame: String) {
 
 /// Handle one decoded JSON frame.
 pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value) {
-    let req = match Request::parse(frame) {
+    let mut req = match Request::parse(frame) {
         Ok(r) => r,
         Err(RequestError::NotAnObject) => return send(tx, anonymous_error(&WireError::unknown_action("undefined"))),
         Err(RequestError::UnknownAction {
@@ -128,7 +128,11 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
         _ => match authorize(state, conn, &req).await {
             Err(f) => Err(f),
             Ok(()) => match req.action {
-                Action::Set => set(state, conn, &req).await,
+                Action::Set => {
+                    // The body moves into the store; the request keeps the rest for the reply.
+                    let data = req.data.take();
+                    set(state, conn, &req, data).await
+                }
                 Action::Get => get(state, &req).await,
                 Action::Remove => remove(state, conn, &req).await,
                 Action::On => match on(state, conn, &req).await {
@@ -281,7 +285,7 @@ fn set_options(req: &Request) -> Result<SetOptions, Failure> {
     })
 }
 
-async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+async fn set(state: &AppState, conn: &Conn, req: &Request, data: Option<Value>) -> Outcome {
     let path = path_of(req)?;
     if is_security_path(path) {
         return Err(Failure::Bad(
@@ -289,34 +293,34 @@ async fn set(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
         ));
     }
     let opts = set_options(req)?;
-    let written = state.data.set(path, req.data.clone(), &opts).await?;
-    let data_json = serde_json::to_string(&written.record.data).expect("JSON values serialise");
+    let written = state.data.set(path, data, &opts).await?;
+    let data_json = &written.data_json;
     let meta = written_meta(&written);
     let action = format!("/SET@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, conn, req, EventKind::Set, path, &data_json, &meta, &action);
+        publish(state, conn, req, EventKind::Set, path, data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "set" },
         published,
         ..base_reply(req)
     };
-    Ok(reply.ok(&data_json, &meta))
+    Ok(reply.ok(data_json, &meta))
 }
 
 fn written_meta(w: &Written) -> RecordMeta<'_> {
     if w.stored {
         RecordMeta {
-            created: Some(w.record.created),
-            modified: Some(w.record.modified),
-            path: Some(&w.record.path),
-            tag: w.record.tag.as_deref(),
+            created: Some(w.created),
+            modified: Some(w.modified),
+            path: Some(&w.path),
+            tag: w.tag.as_deref(),
             ..Default::default()
         }
     } else {
         RecordMeta {
-            path: Some(&w.record.path),
+            path: Some(&w.path),
             ..Default::default()
         }
     }

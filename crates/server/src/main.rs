@@ -6,6 +6,11 @@ use happn_rs::StopMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: request handling allocates many small, short-lived buffers; it is markedly faster
+/// than the system allocator for that and returns memory of idle connections better.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "happn-rs",

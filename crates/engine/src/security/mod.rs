@@ -131,8 +131,16 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Run a slow hash off the async threads so logins never stall other connections.
+/// Run a slow hash off the async threads so logins never stall other connections. At most one
+/// hash per core runs at a time: a burst of logins queues here instead of spawning a blocking
+/// thread per login (each with its own stack) and starving request handling of CPU.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        tokio::sync::Semaphore::new(cores)
+    });
+    let _permit = permits.acquire().await.expect("the hashing semaphore is never closed");
     tokio::task::spawn_blocking(f).await.expect("hashing task panicked")
 }
 

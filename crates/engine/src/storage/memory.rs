@@ -4,7 +4,7 @@
 use super::{Store, WriteBatch};
 use crate::error::StoreError;
 use crate::path::Pattern;
-use crate::record::Record;
+use crate::record::{Millis, Record};
 use async_trait::async_trait;
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -32,6 +32,10 @@ fn prefix_range<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> impl Itera
 impl Store for MemoryStore {
     async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
         Ok(self.records.read().get(path).cloned())
+    }
+
+    async fn created_at(&self, path: &str) -> Result<Option<Millis>, StoreError> {
+        Ok(self.records.read().get(path).map(|r| r.created))
     }
 
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {

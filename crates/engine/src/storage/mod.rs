@@ -9,7 +9,7 @@ pub use memory::MemoryStore;
 
 use crate::error::StoreError;
 use crate::path::Pattern;
-use crate::record::Record;
+use crate::record::{Millis, Record};
 use async_trait::async_trait;
 
 /// One atomic unit of change: every put and remove in it lands together or not at all.
@@ -32,6 +32,12 @@ impl WriteBatch {
 pub trait Store: Send + Sync + 'static {
     /// The record at exactly `path`.
     async fn get(&self, path: &str) -> Result<Option<Record>, StoreError>;
+
+    /// `created` of the record at `path`: all a plain set needs to know of the old record.
+    /// Backends may answer it without decoding the body.
+    async fn created_at(&self, path: &str) -> Result<Option<Millis>, StoreError> {
+        Ok(self.get(path).await?.map(|r| r.created))
+    }
 
     /// Every record whose path matches `pattern`, in ascending path order. An exact pattern
     /// yields at most one record.
