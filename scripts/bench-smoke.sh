@@ -6,8 +6,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 server=${HAPPN_RS_BIN:-$target/release/happn-rs}
 bench=${HAPPN_BENCH_BIN:-$target/release/happn-bench}
-port=${BENCH_SMOKE_PORT:-55990}
-"$server" --port "$port" --host 127.0.0.1 --secure --log-level warn >/dev/null &
+port=${BENCH_SMOKE_PORT:-22990}
+"$server" --port "$port" --host 127.0.0.1 --secure --memory --log-level warn >/dev/null &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done

@@ -19,8 +19,8 @@ out=$root/target/traces
 mkdir -p "$out"
 export HAPPN_REF_MODULES=${HAPPN_REF_MODULES:-$root/tests/compat/node_modules}
 # The reference recording ran a secure server; so do we.
-node "$recorder" --server-cmd "$bin --port {port} --host 127.0.0.1 --secure --log-level error" \
-  --port "${WIRE_PORT:-55401}" --proxy-port "${WIRE_PROXY_PORT:-55400}" --only "$scenarios" \
+node "$recorder" --server-cmd "$bin --port {port} --host 127.0.0.1 --secure --memory --log-level error" \
+  --port "${WIRE_PORT:-23401}" --proxy-port "${WIRE_PROXY_PORT:-23400}" --only "$scenarios" \
   --out "$out/happn-rs.jsonl" --split-dir "$out/happn-rs" >"$out/recorder.log" 2>&1 || {
   echo "wire recorder failed; see $out/recorder.log" >&2
   tail -20 "$out/recorder.log" >&2

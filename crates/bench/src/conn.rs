@@ -63,15 +63,27 @@ pub struct Session {
     pub token: Option<String>,
 }
 
-/// describe + login (password, or anonymous for insecure servers).
+/// The event id of the `configure-session` request (one no other request of a session uses).
+const CONFIGURE_ID: u64 = 9;
+
+/// [configure-session +] describe + login (password, or anonymous for insecure servers).
 pub async fn login(ws: &mut Ws, common: &Common) -> Result<Session, BoxError> {
-    request(ws, json!({"action":"describe","eventId":1,"protocol":"1.1.0"}), 1).await?;
+    let protocol = common.protocol.as_str();
+    if protocol.starts_with("happn_") {
+        // happn-3 (v11+) takes the session's protocol from configure-session, not from each message.
+        let frame = json!({"action":"configure-session","eventId":CONFIGURE_ID,"data":{"protocol":protocol,"version":"happn-bench","browser":false}});
+        let r = request(ws, frame, CONFIGURE_ID).await?;
+        if is_error(&r) {
+            return Err(format!("configure-session failed: {r}").into());
+        }
+    }
+    request(ws, json!({"action":"describe","eventId":1,"protocol":protocol}), 1).await?;
     let data = if common.anonymous {
         json!({"info":{"_browser":false}})
     } else {
         json!({"username":common.username,"password":common.password,"info":{"_browser":false}})
     };
-    let r = request(ws, json!({"action":"login","eventId":2,"data":data,"protocol":"1.1.0"}), 2).await?;
+    let r = request(ws, json!({"action":"login","eventId":2,"data":data,"protocol":protocol}), 2).await?;
     if is_error(&r) {
         return Err(format!("login failed: {r}").into());
     }

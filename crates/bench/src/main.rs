@@ -43,6 +43,11 @@ pub struct Common {
     /// Label for the server in the output (e.g. happn-rs, happn-2.21)
     #[arg(long, global = true, default_value = "server")]
     pub label: String,
+    /// Protocol string put in every request. A value starting with `happn_` (happn-3 uses
+    /// `happn_4`) also sends `configure-session` with it before describe/login, as the happn-3
+    /// client does; happn 2.x servers and happn-rs take the default and know no configure-session
+    #[arg(long, global = true, default_value = "1.1.0")]
+    pub protocol: String,
 }
 
 impl Common {

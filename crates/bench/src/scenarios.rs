@@ -68,20 +68,22 @@ fn payload(n: usize) -> String {
     "x".repeat(n)
 }
 
-fn set_frame(keys: usize, payload_len: usize, prefix: &'static str) -> FrameFn {
+fn set_frame(keys: usize, payload_len: usize, prefix: &'static str, protocol: &str) -> FrameFn {
     let body = payload(payload_len);
+    let protocol = protocol.to_string();
     Arc::new(move |id, session| {
         format!(
-            r#"{{"action":"set","eventId":{id},"path":"{prefix}{}","data":{{"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"1.1.0"}}"#,
+            r#"{{"action":"set","eventId":{id},"path":"{prefix}{}","data":{{"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"{protocol}"}}"#,
             id as usize % keys.max(1)
         )
     })
 }
 
-fn get_frame(keys: usize) -> FrameFn {
+fn get_frame(keys: usize, protocol: &str) -> FrameFn {
+    let protocol = protocol.to_string();
     Arc::new(move |id, session| {
         format!(
-            r#"{{"action":"get","eventId":{id},"path":"/bench/get/{}","sessionId":"{session}","protocol":"1.1.0"}}"#,
+            r#"{{"action":"get","eventId":{id},"path":"/bench/get/{}","sessionId":"{session}","protocol":"{protocol}"}}"#,
             id as usize % keys.max(1)
         )
     })
@@ -117,7 +119,13 @@ fn load_fields(r: &mut Report, l: &Load) {
 }
 
 pub async fn set(common: &Common, l: &Load) -> Result<(), BoxError> {
-    let (tally, secs, cpu) = run_load(common, l.clients, l.inflight, set_frame(l.keys, l.payload, "/bench/set/")).await?;
+    let (tally, secs, cpu) = run_load(
+        common,
+        l.clients,
+        l.inflight,
+        set_frame(l.keys, l.payload, "/bench/set/", &common.protocol),
+    )
+    .await?;
     let mut r = Report::new("set", &common.label);
     load_fields(&mut r, l);
     r.tally("", &tally, secs, cpu).print();
@@ -130,12 +138,11 @@ pub async fn get(common: &Common, l: &Load) -> Result<(), BoxError> {
     let body = payload(l.payload);
     for k in 0..l.keys {
         let id = 10 + k as u64;
-        let frame =
-            json!({"action":"set","eventId":id,"path":format!("/bench/get/{k}"),"data":{"v":body},"sessionId":s.id,"protocol":"1.1.0"});
+        let frame = json!({"action":"set","eventId":id,"path":format!("/bench/get/{k}"),"data":{"v":body},"sessionId":s.id,"protocol":common.protocol});
         conn::request(&mut ws, frame, id).await?;
     }
     drop(ws);
-    let (tally, secs, cpu) = run_load(common, l.clients, l.inflight, get_frame(l.keys)).await?;
+    let (tally, secs, cpu) = run_load(common, l.clients, l.inflight, get_frame(l.keys, &common.protocol)).await?;
     let mut r = Report::new("get", &common.label);
     load_fields(&mut r, l);
     r.tally("", &tally, secs, cpu).print();
@@ -148,7 +155,7 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
     let mut sub_tasks = Vec::new();
     for _ in 0..subscribers {
         let (mut ws, s) = conn::connect_and_login(common).await?;
-        let on = json!({"action":"on","eventId":3,"path":"/SET@/bench/fan/*","sessionId":s.id,"options":{"event_type":"set","count":0,"refCount":0,"timeout":20000},"protocol":"1.1.0"});
+        let on = json!({"action":"on","eventId":3,"path":"/SET@/bench/fan/*","sessionId":s.id,"options":{"event_type":"set","count":0,"refCount":0,"timeout":20000},"protocol":common.protocol});
         conn::request(&mut ws, on, 3).await?;
         let received = received.clone();
         sub_tasks.push(tokio::spawn(async move {
@@ -182,9 +189,10 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
         }));
     }
     let body = payload(payload_len);
+    let protocol = common.protocol.clone();
     let frame: FrameFn = Arc::new(move |id, session| {
         format!(
-            r#"{{"action":"set","eventId":{id},"path":"/bench/fan/{}","data":{{"t":{},"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"1.1.0"}}"#,
+            r#"{{"action":"set","eventId":{id},"path":"/bench/fan/{}","data":{{"t":{},"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"{protocol}"}}"#,
             id % 100,
             now_micros()
         )
@@ -253,8 +261,8 @@ pub async fn subs_scale(common: &Common, counts: &[usize], l: &Load) -> Result<(
             while next < m && next - acked < window {
                 let id = 1000 + next as u64;
                 let frame = format!(
-                    r#"{{"action":"on","eventId":{id},"path":"/SET@/bench/none/{next}/*","sessionId":"{}","options":{{"event_type":"set","count":0,"refCount":0,"timeout":20000}},"protocol":"1.1.0"}}"#,
-                    s.id
+                    r#"{{"action":"on","eventId":{id},"path":"/SET@/bench/none/{next}/*","sessionId":"{}","options":{{"event_type":"set","count":0,"refCount":0,"timeout":20000}},"protocol":"{}"}}"#,
+                    s.id, common.protocol
                 );
                 holder.feed(Message::Text(frame.into())).await?;
                 next += 1;
@@ -273,7 +281,13 @@ pub async fn subs_scale(common: &Common, counts: &[usize], l: &Load) -> Result<(
             }
         }
         let subscribe_s = started.elapsed().as_secs_f64();
-        let (tally, secs, cpu) = run_load(common, l.clients, l.inflight, set_frame(l.keys, l.payload, "/bench/scale/")).await?;
+        let (tally, secs, cpu) = run_load(
+            common,
+            l.clients,
+            l.inflight,
+            set_frame(l.keys, l.payload, "/bench/scale/", &common.protocol),
+        )
+        .await?;
         let rate = tally.ops as f64 / secs;
         let base = *base_rate.get_or_insert(rate);
         let mut r = Report::new("subs-scale", &common.label);
@@ -302,11 +316,14 @@ pub async fn conns(common: &Common, count: usize) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut open = Vec::with_capacity(count);
     let mut errors = 0u64;
-    // Open in parallel batches.
+    // The first tenth warms the server up (allocator arenas, thread stacks, buffers grown by the
+    // first logins); the per-connection figure is the growth while the other nine tenths open.
+    let warm = (count / 10).max(1).min(count);
+    let mut at_warm = None;
     let batch = 64;
     let mut i = 0;
     while i < count {
-        let n = batch.min(count - i);
+        let n = batch.min(count - i).min(if i < warm { warm - i } else { usize::MAX });
         let mut tasks = Vec::new();
         for _ in 0..n {
             let c = common.clone();
@@ -321,6 +338,10 @@ pub async fn conns(common: &Common, count: usize) -> Result<(), BoxError> {
             }
         }
         i += n;
+        if i == warm && at_warm.is_none() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            at_warm = Some((open.len(), common.pid.and_then(rss_bytes)));
+        }
     }
     let open_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -330,7 +351,13 @@ pub async fn conns(common: &Common, count: usize) -> Result<(), BoxError> {
     if let (Some(b), Some(a)) = (before, after) {
         r.set("server_rss_before_bytes", b).set("server_rss_after_bytes", a);
         if !open.is_empty() {
-            r.set("server_bytes_per_connection", (a.saturating_sub(b)) / open.len() as u64);
+            r.set("server_bytes_per_connection_overall", a.saturating_sub(b) / open.len() as u64);
+        }
+    }
+    if let (Some((n_warm, Some(w))), Some(a)) = (at_warm, after) {
+        let added = open.len().saturating_sub(n_warm);
+        if added > 0 {
+            r.set("server_bytes_per_connection", a.saturating_sub(w) / added as u64);
         }
     }
     r.print();
@@ -355,7 +382,9 @@ pub async fn login(common: &Common, clients: usize) -> Result<(), BoxError> {
         ("token_", json!({"token":token,"info":{"_browser":false}})),
     ] {
         let creds = creds.to_string();
-        let frame: FrameFn = Arc::new(move |id, _| format!(r#"{{"action":"login","eventId":{id},"data":{creds},"protocol":"1.1.0"}}"#));
+        let protocol = common.protocol.clone();
+        let frame: FrameFn =
+            Arc::new(move |id, _| format!(r#"{{"action":"login","eventId":{id},"data":{creds},"protocol":"{protocol}"}}"#));
         let (tally, secs, cpu) = run_load(common, clients, 1, frame).await?;
         r.tally(kind, &tally, secs, cpu);
     }
@@ -398,7 +427,7 @@ async fn echo_server() -> Result<std::net::SocketAddr, BoxError> {
 pub async fn echo(common: &Common, l: &Load) -> Result<(), BoxError> {
     let addr = echo_server().await?;
     let url = format!("ws://{addr}");
-    let frame = set_frame(l.keys, l.payload, "/bench/echo/");
+    let frame = set_frame(l.keys, l.payload, "/bench/echo/", &common.protocol);
     let mut conns = Vec::new();
     for _ in 0..l.clients {
         let (ws, _) = tokio_tungstenite::connect_async(conn::primus_url(&url)).await?;

@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod error;
+pub mod nedb;
 pub mod path;
 pub mod pubsub;
 pub mod query;

@@ -4,7 +4,7 @@
 
 use happn_engine::security::{GroupSpec, SecurityConfig, UserSpec};
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PORT: u16 = 55000;
 pub const DEFAULT_HOST: &str = "0.0.0.0";
@@ -13,8 +13,59 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Outbound bytes queued for one connection before it counts as a slow consumer and is closed.
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
+/// Where data lives.
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    /// The data directory (`--data-dir`, default `./happn-data`).
+    pub dir: PathBuf,
+    /// No persistence at all (`--memory`).
+    pub memory: bool,
+    /// File of the default store inside `dir` (the original's `services.data.config.filename`).
+    pub file: String,
+    /// `durability: "relaxed"`: acknowledge before the fsync (a crash may lose ~100 ms of writes).
+    pub relaxed: bool,
+    /// The original's `datastores`: path-routed stores.
+    pub datastores: Vec<DatastoreSpec>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DatastoreSpec {
+    pub name: String,
+    pub patterns: Vec<String>,
+    pub memory: bool,
+    pub file: Option<String>,
+    pub is_default: bool,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "./happn-data";
+pub const DEFAULT_DATA_FILE: &str = "happn.redb";
+
+impl DataConfig {
+    /// The binary's default: durable, in `./happn-data`.
+    pub fn durable() -> DataConfig {
+        DataConfig {
+            dir: PathBuf::from(DEFAULT_DATA_DIR),
+            memory: false,
+            file: DEFAULT_DATA_FILE.into(),
+            relaxed: false,
+            datastores: Vec::new(),
+        }
+    }
+
+    /// A file name resolved against the data directory (absolute paths stay as they are).
+    pub fn path_of(&self, file: &str) -> PathBuf {
+        let p = Path::new(file);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub data: DataConfig,
     pub port: u16,
     pub host: String,
     pub name: Option<String>,
@@ -32,6 +83,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            // The library default keeps data in memory (tests, embedding); the binary's config
+            // loader starts from the durable default instead.
+            data: DataConfig {
+                memory: true,
+                ..DataConfig::durable()
+            },
             port: DEFAULT_PORT,
             host: DEFAULT_HOST.to_string(),
             name: None,
@@ -149,7 +206,10 @@ impl Reader<'_> {
 pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let mut r = Reader { warnings: &mut warnings };
-    let mut c = Config::default();
+    let mut c = Config {
+        data: DataConfig::durable(),
+        ..Config::default()
+    };
     let top = r.object("(top level)", doc)?;
     for (key, v) in top {
         if v.is_null() {
@@ -160,6 +220,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "host" => c.host = r.string("host", v)?,
             "name" => c.name = Some(r.string("name", v)?),
             "secure" => c.secure = r.boolean("secure", v)?,
+            "dataDir" => c.data.dir = PathBuf::from(r.string("dataDir", v)?),
             "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
             "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
             "encryptPayloads" => {
@@ -353,12 +414,81 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                     }
                 }
             }
-            "data" => {
-                for (k, _) in cfg {
-                    r.unsupported(&format!("{key}.config.{k}"), "this version keeps data in memory");
+            "data" => read_data(r, &format!("{key}.config"), cfg, &mut c.data)?,
+            _ => r.unknown(&key),
+        }
+    }
+    Ok(())
+}
+
+fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut DataConfig) -> Result<(), ConfigError> {
+    for (k, v) in cfg {
+        let dk = format!("{key}.{k}");
+        match k.as_str() {
+            "filename" | "dbfile" => data.file = r.string(&dk, v)?,
+            "durability" => match r.string(&dk, v)?.as_str() {
+                "relaxed" => data.relaxed = true,
+                "durable" | "immediate" => data.relaxed = false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: dk,
+                        message: format!("{other:?}: expected \"durable\" or \"relaxed\""),
+                    })
+                }
+            },
+            "compactInterval" => r.unsupported(&dk, "the embedded store reclaims space as it goes"),
+            "datastores" => {
+                let list = v.as_array().ok_or_else(|| ConfigError::Type {
+                    key: dk.clone(),
+                    expected: "an array",
+                    got: describe(v),
+                })?;
+                for (i, d) in list.iter().enumerate() {
+                    let sk = format!("{dk}[{i}]");
+                    let mut spec = DatastoreSpec::default();
+                    for (f, fv) in r.object(&sk, d)? {
+                        let fk = format!("{sk}.{f}");
+                        match f.as_str() {
+                            "name" => spec.name = r.string(&fk, fv)?,
+                            "isDefault" => spec.is_default = r.boolean(&fk, fv)?,
+                            "patterns" => {
+                                let ps = fv.as_array().ok_or_else(|| ConfigError::Type {
+                                    key: fk.clone(),
+                                    expected: "an array of patterns",
+                                    got: describe(fv),
+                                })?;
+                                for p in ps {
+                                    let p = r.string(&fk, p)?;
+                                    // The original strips a leading '/' from patterns and matches
+                                    // unanchored; happn-rs anchors, so keep the path as written.
+                                    spec.patterns.push(p);
+                                }
+                            }
+                            "settings" => {
+                                for (sf, sv) in r.object(&fk, fv)? {
+                                    let sfk = format!("{fk}.{sf}");
+                                    match sf.as_str() {
+                                        "filename" | "dbfile" => spec.file = Some(r.string(&sfk, sv)?),
+                                        "memory" => spec.memory = r.boolean(&sfk, sv)?,
+                                        _ => r.unsupported(&sfk, "nedb-specific setting"),
+                                    }
+                                }
+                            }
+                            "provider" => r.unsupported(&fk, "happn-rs has its own stores"),
+                            _ => r.unknown(&fk),
+                        }
+                    }
+                    if spec.name.is_empty() {
+                        spec.name = format!("datastore{i}");
+                    }
+                    if !spec.memory && spec.file.is_none() {
+                        // A store with neither a file nor memory:true is in memory in the original.
+                        spec.memory = true;
+                    }
+                    data.datastores.push(spec);
                 }
             }
-            _ => r.unknown(&key),
+            _ => r.unknown(&dk),
         }
     }
     Ok(())
@@ -398,6 +528,25 @@ mod tests {
         let e = from_value(&json!({"users": [{"username": "a/b"}]})).err().unwrap().to_string();
         assert!(e.contains("users[0].username"), "{e}");
         assert!(from_value(&json!({"port": 70000})).is_err());
+    }
+
+    #[test]
+    fn data_keys() {
+        let l = from_value(&json!({"services": {"data": {"config": {
+        "filename": "main.redb", "durability": "relaxed",
+        "datastores": [
+            {"name": "live", "patterns": ["/sensors/live/*"], "settings": {"memory": true}},
+            {"name": "main", "isDefault": true, "settings": {"filename": "main.redb"}}
+        ]}}}}))
+        .unwrap();
+        assert!(!l.config.data.memory, "the binary is durable by default");
+        assert_eq!(l.config.data.file, "main.redb");
+        assert!(l.config.data.relaxed);
+        assert_eq!(l.config.data.datastores.len(), 2);
+        assert!(l.config.data.datastores[0].memory);
+        assert_eq!(l.config.data.path_of("x.redb"), PathBuf::from("./happn-data/x.redb"));
+        assert!(from_value(&json!({"services": {"data": {"config": {"durability": "sometimes"}}}})).is_err());
+        assert!(Config::default().data.memory, "the library default is in memory");
     }
 
     #[test]

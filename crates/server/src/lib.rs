@@ -8,11 +8,14 @@ pub mod http;
 pub mod outbox;
 pub mod state;
 pub mod system;
+pub mod tools;
 
 use config::Config;
 use happn_engine::data::DataService;
 use happn_engine::security::Security;
-use happn_engine::storage::MemoryStore;
+use happn_engine::storage::{MemoryStore, Route, RoutedStore, Store};
+use happn_engine::Pattern;
+use happn_store_redb::{DurabilityOptions, RedbStore};
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +27,71 @@ pub enum StartError {
     Bind { addr: String, err: std::io::Error },
     #[error("cannot initialise the data store: {0}")]
     Data(#[from] happn_engine::DataError),
+    #[error("cannot open the data store {path}: {err}")]
+    Store { path: String, err: happn_engine::StoreError },
+}
+
+/// Open the stores the config asks for: one durable file by default, everything in memory with
+/// `--memory`, or path-routed datastores. Opening may repair a file after a crash, so it runs on
+/// the blocking pool.
+pub async fn open_store(data: &config::DataConfig) -> Result<Arc<dyn Store>, StartError> {
+    let data = data.clone();
+    tokio::task::spawn_blocking(move || open_store_blocking(&data))
+        .await
+        .expect("store opening task panicked")
+}
+
+fn open_file(data: &config::DataConfig, file: &str) -> Result<Arc<dyn Store>, StartError> {
+    if data.memory {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let options = if data.relaxed {
+        DurabilityOptions::RELAXED
+    } else {
+        DurabilityOptions::DURABLE
+    };
+    let path = data.path_of(file);
+    let store = RedbStore::open(&path, options).map_err(|err| StartError::Store {
+        path: path.display().to_string(),
+        err,
+    })?;
+    tracing::info!(file = %path.display(), relaxed = data.relaxed, "durable store open");
+    Ok(Arc::new(store))
+}
+
+fn open_store_blocking(data: &config::DataConfig) -> Result<Arc<dyn Store>, StartError> {
+    if data.datastores.is_empty() {
+        return open_file(data, &data.file);
+    }
+    // The original's choice of default: isDefault, else the first with a file, else the first.
+    let default_at = data
+        .datastores
+        .iter()
+        .position(|d| d.is_default)
+        .or_else(|| data.datastores.iter().position(|d| d.file.is_some()))
+        .unwrap_or(0);
+    let mut stores = Vec::new();
+    for d in &data.datastores {
+        let store: Arc<dyn Store> = if d.memory {
+            Arc::new(MemoryStore::new())
+        } else {
+            open_file(data, d.file.as_deref().unwrap_or(&data.file))?
+        };
+        stores.push(store);
+    }
+    let default = stores[default_at].clone();
+    let routes = data
+        .datastores
+        .iter()
+        .zip(stores)
+        .filter(|(d, _)| !d.patterns.is_empty())
+        .map(|(d, store)| Route {
+            name: d.name.clone(),
+            patterns: d.patterns.iter().map(|p| Pattern::new(p)).collect(),
+            store,
+        })
+        .collect();
+    Ok(Arc::new(RoutedStore::new(routes, default)))
 }
 
 /// How a stop tells clients to behave.
@@ -44,7 +112,7 @@ pub struct Server {
 
 /// Bootstrap the engine and start listening.
 pub async fn start(config: Config) -> Result<Server, StartError> {
-    let data = Arc::new(DataService::new(Arc::new(MemoryStore::new())));
+    let data = Arc::new(DataService::new(open_store(&config.data).await?));
     let name = system::system_name(&data, config.name.as_deref()).await?;
     let public_key = system::server_public_key(&data).await?;
     let security = Security::new(data.clone(), &config.security);

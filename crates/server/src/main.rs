@@ -1,6 +1,6 @@
 //! `happn-rs`: start a happn 2.x-compatible server.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use happn_rs::config::{self, Config};
 use happn_rs::StopMode;
 use std::path::PathBuf;
@@ -17,7 +17,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "A happn 2.x compatible server (mini database + pub/sub over websockets)"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Port to listen on [default: 55000]
     #[arg(short, long, env = "HAPPN_PORT")]
     port: Option<u16>,
@@ -33,13 +36,44 @@ struct Cli {
     /// System name announced to clients
     #[arg(long)]
     name: Option<String>,
+    /// Data directory of the durable store [default: ./happn-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory: nothing survives a restart
+    #[arg(long)]
+    memory: bool,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works
     #[arg(long, default_value = "info")]
     log_level: String,
 }
 
-fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
-    let mut doc = match &cli.config {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load a database file written by a happn 2.x server (nedb JSON lines) into the data directory
+    Import {
+        /// The happn 2.x database file (services.data.config.filename of the old server)
+        #[arg(long, value_name = "FILE")]
+        nedb: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Config file (for services.data.config: file name, datastores)
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
+    Export {
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Output file [default: standard output]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load_doc(file: Option<&PathBuf>) -> Result<serde_json::Value, config::ConfigError> {
+    let mut doc = match file {
         Some(path) => config::read_file(path)?,
         None => serde_json::json!({}),
     };
@@ -49,7 +83,11 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
             config::merge(&mut doc, config::parse_json("HAPPN_SERVER_CONFIG", &text)?);
         }
     }
-    let mut loaded = config::from_value(&doc)?;
+    Ok(doc)
+}
+
+fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
+    let mut loaded = config::from_value(&load_doc(cli.config.as_ref())?)?;
     let c: &mut Config = &mut loaded.config;
     if let Some(p) = cli.port {
         c.port = p;
@@ -63,11 +101,29 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
     if let Some(n) = &cli.name {
         c.name = Some(n.clone());
     }
+    if let Some(d) = &cli.data_dir {
+        c.data.dir = d.clone();
+    }
+    if cli.memory {
+        c.data.memory = true;
+    }
     Ok(loaded)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return happn_rs::tools::run(match command {
+            Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
+                nedb,
+                data: data_config(config.as_ref(), data_dir),
+            },
+            Command::Export { data_dir, out, config } => happn_rs::tools::Tool::Export {
+                out,
+                data: data_config(config.as_ref(), data_dir),
+            },
+        });
+    }
     let loaded = match load(&cli) {
         Ok(l) => l,
         Err(e) => {
@@ -105,6 +161,15 @@ fn main() -> ExitCode {
         server.stop(mode).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The data settings for the offline tools: the config file's, with `--data-dir` on top.
+fn data_config(file: Option<&PathBuf>, dir: Option<PathBuf>) -> Result<config::DataConfig, config::ConfigError> {
+    let mut data = config::from_value(&load_doc(file)?)?.config.data;
+    if let Some(d) = dir {
+        data.dir = d;
+    }
+    Ok(data)
 }
 
 /// SIGTERM: clients reconnect later; SIGINT (Ctrl-C): clients are told not to reconnect.

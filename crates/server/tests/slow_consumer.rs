@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{connect, free_port, Ws};
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -18,10 +19,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -29,16 +26,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-async fn connect(port: u16) -> Ws {
-    for _ in 0..100 {
-        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/primus")).await {
-            return ws;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server did not come up");
 }
 
 async fn request(ws: &mut Ws, v: Value) -> Value {
@@ -74,7 +61,15 @@ async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
     const PAYLOAD: usize = 2_000; // 100k events of ~2 kB: ~200 MB if the server buffered them all
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_happn-rs"))
-        .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--log-level", "warn"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+            "--memory",
+        ])
         .env("HAPPN_SERVER_CONFIG", json!({"maxQueueBytes": 8 * 1_048_576}).to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

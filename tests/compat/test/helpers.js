@@ -140,6 +140,9 @@ class ServerHandle {
  *   opts.secure      true   -> --secure flag
  *   opts.port        fixed port (default: a free one)
  *   opts.args        extra CLI arguments
+ *   opts.dataDir     durable store in this directory (default: --memory)
+ *   opts.cwd         working directory of the server process
+ *   opts.durableDefault  pass neither --memory nor --data-dir (the binary's own default)
  *   opts.env         extra environment
  */
 async function startServer(opts) {
@@ -148,12 +151,15 @@ async function startServer(opts) {
   const port = opts.port || await freePort();
   const args = ['--port', String(port), '--host', '127.0.0.1'];
   if (opts.secure) args.push('--secure');
+  // In memory unless a test asks for a data directory (the binary is durable by default).
+  if (opts.dataDir) args.push('--data-dir', opts.dataDir);
+  else if (!opts.durableDefault) args.push('--memory');
   if (opts.configFile) args.push('--config', tmpFile('config.json', JSON.stringify(opts.configFile)));
   if (opts.args) args.push(...opts.args);
   const env = Object.assign({}, process.env, opts.env || {});
   if (opts.config) env.HAPPN_SERVER_CONFIG = JSON.stringify(opts.config);
   else delete env.HAPPN_SERVER_CONFIG;
-  const proc = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(BIN, args, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const srv = new ServerHandle(proc, port, opts);
   liveServers.add(srv);
 

@@ -29,6 +29,8 @@ for (let i = 0; i < args.length; i++) {
   else if (a === '--host') opts.host = args[++i];
   else if (a === '--config') opts.config = args[++i];
   else if (a === '--secure') opts.secure = true;
+  else if (a === '--memory') opts.memory = true; // the reference is in memory unless given a file
+  else if (a === '--data-dir') opts.dataDir = args[++i];
   else { console.error('unknown argument ' + a); process.exit(2); }
 }
 
@@ -63,6 +65,11 @@ const hcfg = {
   services: cfg.services || {},
 };
 if (cfg.name) hcfg.name = cfg.name;
+if (opts.dataDir) {
+  // happn 2.21 persists to one nedb file; put it inside the data directory.
+  fs.mkdirSync(opts.dataDir, { recursive: true });
+  hcfg.services.data = { config: Object.assign({}, (hcfg.services.data || {}).config, { filename: require('path').join(opts.dataDir, 'happn.nedb') }) };
+}
 if (cfg.adminUser) {
   hcfg.services.security = hcfg.services.security || {};
   hcfg.services.security.config = Object.assign({}, hcfg.services.security.config, { adminUser: cfg.adminUser });

@@ -4,8 +4,10 @@
 //! batches atomically.
 
 mod memory;
+mod routed;
 
 pub use memory::MemoryStore;
+pub use routed::{Route, RoutedStore};
 
 use crate::error::StoreError;
 use crate::path::Pattern;

@@ -1,0 +1,235 @@
+//! The original's database file: nedb's append-only JSON lines (semantics.md §11). Used by
+//! `happn-rs import` / `export` to move databases between happn 2.x and happn-rs.
+//!
+//! Reading replays the log: the last version of each `_id` wins, `{"$$deleted":true}` lines
+//! delete, `$$indexCreated` lines are skipped, `{"$$date": ms}` values become numbers, and the
+//! `\u002e` escape the original uses for dots in group permission keys is undone. Writing emits
+//! one compacted line per record in path order with the original's key order, escaping dots in
+//! permission keys again so the original server can load the file.
+
+use crate::record::Record;
+use crate::security::GROUP_PREFIX;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NedbError {
+    #[error("{bad} of {total} lines are not valid nedb records (more than 10%); first bad line {line}: {reason}")]
+    TooManyCorrupt {
+        bad: usize,
+        total: usize,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// What an import found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    /// Lines that could not be read (tolerated up to 10%, like nedb).
+    pub skipped: usize,
+}
+
+const ESCAPED_DOT: &str = "\\u002e";
+
+pub fn parse(text: &str) -> Result<Loaded, NedbError> {
+    let mut docs: BTreeMap<String, Record> = BTreeMap::new();
+    let mut total = 0usize;
+    let mut bad: Vec<(usize, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        total += 1;
+        match parse_line(line) {
+            Ok(Line::Skip) => {}
+            Ok(Line::Delete(id)) => {
+                docs.remove(&id);
+            }
+            Ok(Line::Doc(r)) => {
+                docs.insert(r.path.clone(), r);
+            }
+            Err(reason) => bad.push((n + 1, reason)),
+        }
+    }
+    if !bad.is_empty() && bad.len() * 10 > total {
+        let (line, reason) = bad.swap_remove(0);
+        return Err(NedbError::TooManyCorrupt {
+            bad: bad.len() + 1,
+            total,
+            line,
+            reason,
+        });
+    }
+    Ok(Loaded {
+        records: docs.into_values().collect(),
+        skipped: bad.len(),
+    })
+}
+
+enum Line {
+    Doc(Record),
+    Delete(String),
+    Skip,
+}
+
+fn parse_line(line: &str) -> Result<Line, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(mut o) = v else {
+        return Err("not a JSON object".into());
+    };
+    if o.contains_key("$$indexCreated") {
+        return Ok(Line::Skip);
+    }
+    let id = match o.get("_id") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err("no string _id".into()),
+    };
+    if o.get("$$deleted") == Some(&Value::Bool(true)) {
+        return Ok(Line::Delete(id));
+    }
+    let path = match o.get("path") {
+        Some(Value::String(p)) => p.clone(),
+        _ => id.clone(),
+    };
+    let created = millis(o.get("created"));
+    let modified = millis(o.get("modified")).or(created);
+    let tag = match o.remove("_tag") {
+        Some(Value::String(t)) => Some(t),
+        _ => None,
+    };
+    let mut data = match undate(o.remove("data").unwrap_or(Value::Object(Map::new()))) {
+        Value::Object(m) => m,
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    if path.starts_with(GROUP_PREFIX) {
+        unescape_permissions(&mut data);
+    }
+    let now = crate::record::now_millis();
+    Ok(Line::Doc(Record {
+        path,
+        data,
+        created: created.unwrap_or(now),
+        modified: modified.unwrap_or(now),
+        tag,
+    }))
+}
+
+fn millis(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::Object(o) => o.get("$$date").and_then(|d| d.as_i64().or_else(|| d.as_f64().map(|f| f as i64))),
+        _ => None,
+    }
+}
+
+/// `{"$$date": ms}` (nedb's Date encoding) becomes the number of milliseconds.
+fn undate(v: Value) -> Value {
+    match v {
+        Value::Object(o) if o.len() == 1 && o.contains_key("$$date") => o.get("$$date").cloned().unwrap_or(Value::Null),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, undate(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(undate).collect()),
+        other => other,
+    }
+}
+
+fn map_permission_keys(data: &mut Map<String, Value>, f: impl Fn(&str) -> String) {
+    if let Some(Value::Object(perms)) = data.get_mut("permissions") {
+        let old = std::mem::take(perms);
+        *perms = old.into_iter().map(|(k, v)| (f(&k), v)).collect();
+    }
+}
+
+fn unescape_permissions(data: &mut Map<String, Value>) {
+    map_permission_keys(data, |k| k.replace(ESCAPED_DOT, "."));
+}
+
+/// One nedb line for `record`, in the key order happn writes.
+pub fn line(record: &Record) -> String {
+    let mut data = record.data.clone();
+    if record.path.starts_with(GROUP_PREFIX) {
+        map_permission_keys(&mut data, |k| k.replace('.', ESCAPED_DOT));
+    }
+    let mut o = Map::new();
+    if let Some(tag) = &record.tag {
+        o.insert("data".into(), Value::Object(data));
+        o.insert("_tag".into(), Value::String(tag.clone()));
+        o.insert("_id".into(), Value::String(record.path.clone()));
+    } else {
+        o.insert("_id".into(), Value::String(record.path.clone()));
+        o.insert("data".into(), Value::Object(data));
+    }
+    o.insert("path".into(), Value::String(record.path.clone()));
+    o.insert("created".into(), record.created.into());
+    o.insert("modified".into(), record.modified.into());
+    Value::Object(o).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FILE: &str = r#"{"_id":"/p/1","data":{"a":1},"path":"/p/1","created":1795687002118,"modified":1795687002118}
+{"_id":"/p/1","data":{"a":2},"path":"/p/1","created":1795687002118,"modified":1795687002274}
+{"data":{"data":{"a":2},"_meta":{"path":"/p/1"},"created":1795687002118,"modified":1795687002300,"_id":"/p/1"},"_tag":"T1","_id":"/_TAGS/p/1/0123456789abcdef0123456789abcdef","path":"/_TAGS/p/1/0123456789abcdef0123456789abcdef","created":1795687002300,"modified":1795687002300}
+{"_id":"/gone","data":{},"path":"/gone","created":1,"modified":1}
+{"$$deleted":true,"_id":"/gone"}
+{"$$indexCreated":{"fieldName":"x"}}
+{"_id":"/_SYSTEM/_SECURITY/_GROUP/g","data":{"name":"g","permissions":{"/a\\u002eb/*":{"actions":["get"]}}},"path":"/_SYSTEM/_SECURITY/_GROUP/g","created":1,"modified":2}
+{"_id":"/d","data":{"when":{"$$date":5}},"path":"/d","created":{"$$date":7},"modified":{"$$date":8}}
+"#;
+
+    #[test]
+    fn replays_the_log() {
+        let l = parse(FILE).unwrap();
+        let paths: Vec<&str> = l.records.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/_SYSTEM/_SECURITY/_GROUP/g",
+                "/_TAGS/p/1/0123456789abcdef0123456789abcdef",
+                "/d",
+                "/p/1"
+            ]
+        );
+        let p1 = &l.records[3];
+        assert_eq!(Value::Object(p1.data.clone()), json!({"a":2}));
+        assert_eq!((p1.created, p1.modified), (1795687002118, 1795687002274));
+        assert_eq!(l.records[1].tag.as_deref(), Some("T1"));
+        assert!(l.records[0].data["permissions"].get("/a.b/*").is_some(), "dot escape undone");
+        assert_eq!(l.records[2].data["when"], json!(5));
+        assert_eq!((l.records[2].created, l.records[2].modified), (7, 8));
+    }
+
+    #[test]
+    fn round_trips() {
+        let l = parse(FILE).unwrap();
+        let text: String = l.records.iter().map(|r| line(r) + "\n").collect();
+        assert!(text.contains(r#""/a\\u002eb/*""#), "dots escaped again for the original");
+        assert!(text.starts_with(r#"{"_id":"/_SYSTEM/_SECURITY/_GROUP/g","data":"#));
+        assert!(text.contains(r#"{"data":{"data":{"a":2}"#) && text.contains(r#""_tag":"T1","_id":"/_TAGS/p/1/"#));
+        let again = parse(&text).unwrap();
+        assert_eq!(again.records, l.records);
+    }
+
+    #[test]
+    fn tolerates_a_little_corruption_only() {
+        let mut text = String::new();
+        for i in 0..20 {
+            text.push_str(&format!(
+                "{{\"_id\":\"/k/{i}\",\"data\":{{}},\"path\":\"/k/{i}\",\"created\":1,\"modified\":1}}\n"
+            ));
+        }
+        text.push_str("{broken\n");
+        let l = parse(&text).unwrap();
+        assert_eq!((l.records.len(), l.skipped), (20, 1));
+        text.push_str("garbage\ngarbage\n");
+        assert!(matches!(parse(&text), Err(NedbError::TooManyCorrupt { .. })));
+    }
+}

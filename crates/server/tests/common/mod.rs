@@ -1,0 +1,21 @@
+//! Shared by the tests that run the real binary.
+
+use std::time::Duration;
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A port the OS just handed out (and released) for a server to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Connect once the server listens (it may still be starting).
+pub async fn connect(port: u16) -> Ws {
+    for _ in 0..200 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/primus")).await {
+            return ws;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server did not come up on port {port}");
+}

@@ -1,0 +1,333 @@
+//! happn-store-redb: the durable embedded [`Store`] of happn-rs, on [redb](https://www.redb.org)
+//! (a copy-on-write B-tree in one file, with checksummed commit slots).
+//!
+//! # Layout
+//! One redb table, `records`, keyed by the record's path (`&str`; redb orders `&str` keys by
+//! their bytes, which is the order the engine wants), valued by the record encoded as described
+//! in the `codec` module: a fixed 18-byte header (`created`, `modified`, a tag flag) plus the
+//! document body as compact JSON; the path is not repeated in the value. `find(pattern)` and
+//! `remove_matching(pattern)` visit only the key range of `pattern.literal_prefix()`
+//! (`[prefix, prefix_end)`), in ascending path order.
+//!
+//! # Writes: one writer thread, group commit
+//! All mutations go through a single writer thread (`writer` module). It takes the first queued
+//! batch, drains every other batch already queued (up to 4096), applies them all in ONE redb
+//! write transaction, commits once, and then answers every waiter. Each `write(batch)` and each
+//! `remove_matching(pattern)` is atomic because the whole group is: a transaction that fails
+//! before its commit is rolled back entirely (and the group is then retried one operation per
+//! transaction, so one bad operation cannot fail its neighbours). Under load, concurrent writers
+//! therefore share commits and fsyncs: the writers that arrive during one fsync form the next
+//! group. Reads do not go through the writer: they open redb read transactions directly
+//! (MVCC snapshots), concurrently with the writer, and see every answered write.
+//!
+//! Values are encoded by the calling task before they are queued, so the single writer thread
+//! spends its time on the B-tree and the disk, not on JSON.
+//!
+//! # Durability
+//! * **Durable (default)**: groups commit with `Durability::Immediate`: redb writes the new pages
+//!   and the commit slot (with checksums) and `fsync`s the file before `commit()` returns; only
+//!   then is any waiter answered. An acknowledged write survives a process crash (SIGKILL) and,
+//!   given a disk that honours `fsync`, power loss. After a crash redb opens the file at the last
+//!   commit whose checksum is valid: a torn commit is discarded whole, never half-applied. When
+//!   the file is new, its directory is fsynced too, so the file itself survives power loss.
+//! * **Relaxed** (`DurabilityOptions { relaxed: true }`): groups commit with `Durability::None`:
+//!   visible to readers at once and atomic, but not fsynced. The writer makes everything durable
+//!   with an `Immediate` commit at most [`FLUSH_INTERVAL`] (100 ms) after the first non-durable
+//!   commit, piggybacked on the next group when one is due, or on an empty transaction when idle,
+//!   and when the store is dropped. **What a crash can lose:** the acknowledged writes of at most
+//!   the last ~100 ms (more only if the disk is slower than that to sync); the file reopens at the
+//!   last durable commit, a consistent state in which every batch is whole. Never corruption.
+//!   [`RedbStore::sync`] forces a durable commit on demand.
+//!
+//! # Space
+//! redb is copy-on-write: a commit frees the pages it replaced, and they are reused by later
+//! transactions once no reader still sees them, so a workload that sets and removes the same
+//! paths stays bounded (see the `space_is_reused` test). The file does not shrink by itself,
+//! so [`RedbStore::open`] calls redb's `compact()`, which moves pages down and truncates free
+//! space at the end of the file. It is quick for a file with little free space; on a large,
+//! fragmented file it makes opening slower (that is the price of giving space back to the OS).
+//!
+//! # Crash recovery cost
+//! redb's "quick repair" is off: after an unclean shutdown the next open walks the whole file to
+//! verify checksums and rebuild the allocator state (seconds per GB), instead of every commit
+//! paying to save that state. A clean drop of the store needs no repair.
+
+mod codec;
+mod errors;
+mod writer;
+
+use async_trait::async_trait;
+use happn_engine::storage::{Store, WriteBatch};
+use happn_engine::{Pattern, Record, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use writer::{Counters, Job, Msg, Op, Writer};
+
+/// The one table: path → encoded record.
+pub(crate) const RECORDS: TableDefinition<&'static str, &'static [u8]> = TableDefinition::new("records");
+
+/// Relaxed mode makes its commits durable at most this long after the first non-durable one.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How writes reach the disk. The default is durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurabilityOptions {
+    /// `false` (default): a write is answered after its fsync. `true`: answered after a
+    /// non-durable commit, made durable within ~[`FLUSH_INTERVAL`]; a crash can lose the last
+    /// ~100 ms of acknowledged writes, but never corrupts the file.
+    pub relaxed: bool,
+}
+
+impl DurabilityOptions {
+    pub const DURABLE: DurabilityOptions = DurabilityOptions { relaxed: false };
+    pub const RELAXED: DurabilityOptions = DurabilityOptions { relaxed: true };
+}
+
+/// Counters of the writer thread (diagnostics, and the tests' proof of group commit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// redb transactions committed by the writer (group commits plus relaxed-mode flushes).
+    pub commits: u64,
+    /// Of those, the ones committed with `Durability::Immediate` (each one fsync).
+    pub durable_commits: u64,
+    /// Write batches and `remove_matching` calls applied.
+    pub operations: u64,
+    /// Groups whose transaction failed and were retried one operation at a time.
+    pub group_failures: u64,
+}
+
+/// The durable store: see the crate docs.
+pub struct RedbStore {
+    db: Arc<Database>,
+    file: Arc<PathBuf>,
+    options: DurabilityOptions,
+    /// `None` only while dropping (closing the channel stops the writer).
+    tx: Option<mpsc::Sender<Msg>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl RedbStore {
+    /// Open (or create) the database file at `path`, creating missing parent directories.
+    ///
+    /// This blocks: it may repair the file after a crash and compacts it; call it at startup or
+    /// from a blocking task. Fails with `StoreError::Io` when the file is locked by another
+    /// process (or another `RedbStore` in this one), cannot be read or written, or the disk is
+    /// full, and with `StoreError::Corrupt` when it is not a valid redb file.
+    pub fn open(path: &Path, options: DurabilityOptions) -> Result<RedbStore, StoreError> {
+        let file = Arc::new(path.to_path_buf());
+        let io = |doing: &str, e: std::io::Error| StoreError::Io(format!("{doing} {}: {e}", path.display()));
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent {
+            std::fs::create_dir_all(dir).map_err(|e| io("cannot create the directory of", e))?;
+        }
+        let existed = path.exists();
+
+        // redb reports damage it finds as `Corrupted`, but builds of it with debug assertions
+        // panic on some of it instead (to point at the site): opening is where a damaged file is
+        // met, so a panic here is reported as corruption rather than taking the caller down.
+        let opened = std::panic::catch_unwind(|| -> Result<Database, StoreError> {
+            let mut db = Database::builder().create(path).map_err(|e| errors::map(e, path, "open"))?;
+            // Give space freed before the last close back to the OS (see "Space" in the docs).
+            db.compact().map_err(|e| errors::map(e, path, "compact"))?;
+            // Create the table up front so readers never meet a missing table.
+            let txn = db.begin_write().map_err(|e| errors::map(e, path, "open"))?;
+            txn.open_table(RECORDS).map_err(|e| errors::map(e, path, "open"))?;
+            txn.commit().map_err(|e| errors::map(e, path, "open"))?;
+            Ok(db)
+        });
+        let db = match opened {
+            Ok(result) => result?,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                return Err(StoreError::Corrupt(format!("{} is corrupt (open): {why}", path.display())));
+            }
+        };
+        if !existed {
+            // A new file's directory entry is not covered by redb's fsync of the file.
+            sync_dir(parent.unwrap_or(Path::new("."))).map_err(|e| io("cannot sync the directory of", e))?;
+        }
+
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            rx,
+            relaxed: options.relaxed,
+            counters: counters.clone(),
+            file: file.clone(),
+            dirty_since: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("happn-redb-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| io("cannot start the writer thread for", e))?;
+        Ok(RedbStore {
+            db,
+            file,
+            options,
+            tx: Some(tx),
+            writer: Some(handle),
+            counters,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn options(&self) -> DurabilityOptions {
+        self.options
+    }
+
+    /// Commit counters so far.
+    pub fn commit_stats(&self) -> CommitStats {
+        let c = &self.counters;
+        CommitStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            durable_commits: c.durable_commits.load(Ordering::Relaxed),
+            operations: c.operations.load(Ordering::Relaxed),
+            group_failures: c.group_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Make every write answered so far durable now (relaxed mode; in durable mode they already
+    /// are, and this costs nothing).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Sync(reply))?;
+        answer.await.map_err(|_| errors::writer_gone())?
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or_else(errors::writer_gone)?
+            .send(msg)
+            .map_err(|_| errors::writer_gone())
+    }
+
+    async fn submit(&self, op: Op) -> Result<Vec<String>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Job(Job { op, reply }))?;
+        answer.await.map_err(|_| errors::writer_gone())?
+    }
+
+    fn map(&self, e: impl Into<redb::Error>, doing: &str) -> StoreError {
+        errors::map(e, &self.file, doing)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the queue, make relaxed commits durable,
+        // and exit; waiting for it means the file is closed (and its lock released) when the
+        // last reader is done, so the same process can reopen it right away.
+        drop(self.tx.take());
+        if let Some(handle) = self.writer.take() {
+            if handle.join().is_err() {
+                tracing::error!(file = %self.file.display(), "the store's writer thread panicked");
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Every record in `pattern`'s literal-prefix range that matches it, ascending.
+fn scan(db: &Database, file: &Path, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
+    let map = |e: redb::Error| errors::map(e, file, "read");
+    let txn = db.begin_read().map_err(|e| map(e.into()))?;
+    let table = txn.open_table(RECORDS).map_err(|e| map(e.into()))?;
+    let prefix = pattern.literal_prefix();
+    let end = writer::prefix_end(prefix);
+    let range: (Bound<&str>, Bound<&str>) = (Bound::Included(prefix), end.as_deref().map_or(Bound::Unbounded, Bound::Excluded));
+    let mut out = Vec::new();
+    // The trait methods tie the guards to `table` (and so to `txn`), unlike the inherent ones.
+    for item in ReadableTable::range::<&str>(&table, range).map_err(|e| map(e.into()))? {
+        let (key, value) = item.map_err(|e| map(e.into()))?;
+        let path = key.value();
+        if pattern.matches(path) {
+            out.push(codec::decode(path, value.value())?);
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        // A point read is a few cached page lookups: done inline rather than paying a hop to
+        // the blocking pool (exact gets should cost about what the memory store's do).
+        let txn = self.db.begin_read().map_err(|e| self.map(e, "read"))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.map(e, "read"))?;
+        let found = ReadableTable::get(&table, path).map_err(|e| self.map(e, "read"))?;
+        let record = match found {
+            Some(value) => Some(codec::decode(path, value.value())?),
+            None => None,
+        };
+        Ok(record)
+    }
+
+    async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
+        if !pattern.is_wildcard() {
+            return Ok(self.get(pattern.as_str()).await?.into_iter().collect());
+        }
+        // A range scan may decode many records and read pages from disk: keep it off the async
+        // workers.
+        let (db, file, pattern) = (self.db.clone(), self.file.clone(), pattern.clone());
+        tokio::task::spawn_blocking(move || scan(&db, &file, &pattern))
+            .await
+            .map_err(|e| StoreError::Io(format!("scan of {} failed: {e}", self.file.display())))?
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.puts.is_empty() && batch.removes.is_empty() {
+            return Ok(());
+        }
+        let mut puts = Vec::with_capacity(batch.puts.len());
+        for record in batch.puts {
+            let value = codec::encode(&record)?;
+            puts.push((record.path, value));
+        }
+        self.submit(Op::Write {
+            puts,
+            removes: batch.removes,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError> {
+        self.submit(Op::RemoveMatching(pattern.clone())).await
+    }
+
+    async fn len(&self) -> Result<usize, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.map(e, "read"))?;
+        let table = txn.open_table(RECORDS).map_err(|e| self.map(e, "read"))?;
+        Ok(table.len().map_err(|e| self.map(e, "read"))? as usize)
+    }
+}

@@ -1,0 +1,288 @@
+//! The single writer thread: group commit.
+//!
+//! Every mutation is a [`Job`] sent over a channel. The thread blocks for the first message,
+//! then drains whatever else is already queued (up to [`MAX_GROUP`]), applies all of it in ONE
+//! redb write transaction, commits once (one fsync in durable mode), and only then answers each
+//! waiter. Writers that arrive while a commit is in progress queue up and form the next group,
+//! so the number of fsyncs adapts to the load: one writer pays one fsync per write, 32 writers
+//! share one fsync among however many arrived during the previous one.
+//!
+//! Why one thread and not a write transaction per caller: redb serialises write transactions
+//! anyway (one at a time per database), so per-caller transactions would queue on redb's lock and
+//! each pay its own fsync. Funnelling through one thread is what lets them share it.
+
+use crate::errors::{self, duplicate};
+use crate::{FLUSH_INTERVAL, RECORDS};
+use happn_engine::{Pattern, StoreError};
+use redb::{Database, Durability, Table};
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Upper bound on the operations in one transaction: bounds the memory of a group and the time
+/// the first waiter of a huge burst waits; well above what 32–1000 concurrent writers queue.
+const MAX_GROUP: usize = 4096;
+
+pub(crate) enum Op {
+    /// Removes first, then puts (the memory store's order). Values are already encoded by the
+    /// caller, off this thread, so the single writer spends its time on the B-tree and the fsync.
+    Write {
+        puts: Vec<(String, Vec<u8>)>,
+        removes: Vec<String>,
+    },
+    RemoveMatching(Pattern),
+}
+
+pub(crate) struct Job {
+    pub op: Op,
+    /// Answered after the group's commit; `remove_matching` gets the removed paths.
+    pub reply: oneshot::Sender<Result<Vec<String>, StoreError>>,
+}
+
+pub(crate) enum Msg {
+    Job(Job),
+    /// Make everything committed so far durable (a no-op in durable mode).
+    Sync(oneshot::Sender<Result<(), StoreError>>),
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub durable_commits: AtomicU64,
+    pub operations: AtomicU64,
+    pub group_failures: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    pub db: Arc<Database>,
+    pub rx: Receiver<Msg>,
+    pub relaxed: bool,
+    pub counters: Arc<Counters>,
+    pub file: Arc<PathBuf>,
+    /// Relaxed mode: when the oldest commit not yet made durable happened. `None` = all durable.
+    pub dirty_since: Option<Instant>,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self) {
+        while let Some(first) = self.next_message() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match self.rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.process(group);
+        }
+        // Channel closed: the store was dropped. Leave nothing non-durable behind.
+        if self.dirty_since.is_some() {
+            if let Err(e) = self.durable_flush() {
+                tracing::error!(file = %self.file.display(), "final durable commit failed: {e}");
+            }
+        }
+    }
+
+    /// The next message, doing the periodic durable commit of relaxed mode while idle.
+    fn next_message(&mut self) -> Option<Msg> {
+        loop {
+            let Some(since) = self.dirty_since else {
+                return self.rx.recv().ok();
+            };
+            let deadline = since + FLUSH_INTERVAL;
+            let now = Instant::now();
+            if now < deadline {
+                match self.rx.recv_timeout(deadline - now) {
+                    Ok(m) => return Some(m),
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+            if let Err(e) = self.durable_flush() {
+                // Keep the dirty mark (with a fresh deadline) so the flush is retried; the writes
+                // themselves will start failing too if the disk is really gone.
+                tracing::error!(file = %self.file.display(), "periodic durable commit failed: {e}");
+                self.dirty_since = Some(Instant::now());
+            }
+        }
+    }
+
+    fn process(&mut self, group: Vec<Msg>) {
+        let mut jobs = Vec::with_capacity(group.len());
+        let mut syncs = Vec::new();
+        for m in group {
+            match m {
+                Msg::Job(j) => jobs.push(j),
+                Msg::Sync(s) => syncs.push(s),
+            }
+        }
+        // Relaxed mode piggybacks its periodic durable commit on a group when one is due, and a
+        // sync request makes the whole group durable.
+        let durable = !self.relaxed || !syncs.is_empty() || self.dirty_since.is_some_and(|s| s.elapsed() >= FLUSH_INTERVAL);
+
+        let mut durable_ok: Result<(), StoreError> = Ok(());
+        if jobs.is_empty() {
+            if self.dirty_since.is_some() {
+                durable_ok = self.durable_flush();
+            }
+        } else {
+            match self.commit(&jobs, durable) {
+                Ok(results) => {
+                    for (job, removed) in jobs.into_iter().zip(results) {
+                        let _ = job.reply.send(Ok(removed));
+                    }
+                }
+                Err(e) if jobs.len() > 1 => {
+                    // One bad operation must not fail its neighbours: retry each alone, so
+                    // each waiter gets its own operation's outcome. (If the disk itself failed,
+                    // these fail too, each with the real error.)
+                    tracing::warn!(file = %self.file.display(), ops = jobs.len(), "group commit failed, retrying one by one: {e}");
+                    self.counters.group_failures.fetch_add(1, Ordering::Relaxed);
+                    let mut last = Ok(());
+                    for job in jobs {
+                        let result = self
+                            .commit(std::slice::from_ref(&job), durable)
+                            .map(|mut r| r.pop().unwrap_or_default());
+                        if let Err(e) = &result {
+                            last = Err(duplicate(e));
+                        }
+                        let _ = job.reply.send(result);
+                    }
+                    durable_ok = last;
+                }
+                Err(e) => {
+                    durable_ok = Err(duplicate(&e));
+                    for job in jobs {
+                        let _ = job.reply.send(Err(duplicate(&e)));
+                    }
+                }
+            }
+            // A failed durable group leaves earlier non-durable commits to a separate flush.
+            if durable_ok.is_err() && !syncs.is_empty() {
+                durable_ok = self.durable_flush();
+            }
+        }
+        for s in syncs {
+            let _ = s.send(match &durable_ok {
+                Ok(()) => Ok(()),
+                Err(e) => Err(duplicate(e)),
+            });
+        }
+    }
+
+    /// Apply `jobs` in order in one write transaction and commit it. Any error aborts the whole
+    /// transaction (dropping an uncommitted redb transaction rolls it back), so a group is all or
+    /// nothing.
+    fn commit(&mut self, jobs: &[Job], durable: bool) -> Result<Vec<Vec<String>>, StoreError> {
+        let file = self.file.as_path();
+        let mut txn = self.db.begin_write().map_err(|e| errors::map(e, file, "write"))?;
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
+            .map_err(|e| errors::map(e, file, "write"))?;
+        let results = {
+            let mut table = txn.open_table(RECORDS).map_err(|e| errors::map(e, file, "write"))?;
+            let mut results = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                results.push(apply(&mut table, &job.op).map_err(|e| errors::map(e, file, "write"))?);
+            }
+            results
+        };
+        txn.commit().map_err(|e| errors::map(e, file, "commit"))?;
+        self.committed(durable, jobs.len() as u64);
+        Ok(results)
+    }
+
+    /// An empty transaction committed with `Immediate`: redb then makes every earlier
+    /// `Durability::None` commit durable with it.
+    fn durable_flush(&mut self) -> Result<(), StoreError> {
+        let file = self.file.as_path();
+        let txn = self.db.begin_write().map_err(|e| errors::map(e, file, "flush"))?;
+        txn.commit().map_err(|e| errors::map(e, file, "flush"))?;
+        self.committed(true, 0);
+        Ok(())
+    }
+
+    fn committed(&mut self, durable: bool, ops: u64) {
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.operations.fetch_add(ops, Ordering::Relaxed);
+        if durable {
+            self.counters.durable_commits.fetch_add(1, Ordering::Relaxed);
+            self.dirty_since = None;
+        } else if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+    }
+}
+
+fn apply(table: &mut Table<&'static str, &'static [u8]>, op: &Op) -> Result<Vec<String>, redb::StorageError> {
+    match op {
+        Op::Write { puts, removes } => {
+            for path in removes {
+                table.remove(path.as_str())?;
+            }
+            for (path, value) in puts {
+                table.insert(path.as_str(), value.as_slice())?;
+            }
+            Ok(Vec::new())
+        }
+        Op::RemoveMatching(pattern) if !pattern.is_wildcard() => Ok(table
+            .remove(pattern.as_str())?
+            .map(|_| pattern.as_str().to_string())
+            .into_iter()
+            .collect()),
+        Op::RemoveMatching(pattern) => {
+            // Only the literal prefix's key range is visited, and the matching keys are removed
+            // from it in this same transaction, in ascending order.
+            let upper = prefix_end(pattern.literal_prefix());
+            let range = (
+                Bound::Included(pattern.literal_prefix()),
+                upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            );
+            let mut removed = Vec::new();
+            for item in table.extract_from_if::<&str, _>(range, |key, _| pattern.matches(key))? {
+                let (key, _) = item?;
+                removed.push(key.value().to_string());
+            }
+            Ok(removed)
+        }
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix` (`None`: no bound,
+/// for the empty prefix or one made only of `char::MAX`). UTF-8 byte order is code point order,
+/// so bumping the last code point that can be bumped gives the exclusive end of the range.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'), // skip the surrogate gap
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefix() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
+        assert_eq!(prefix_end("/a\u{D7FF}").as_deref(), Some("/a\u{E000}"));
+        assert_eq!(prefix_end("/a\u{10FFFF}").as_deref(), Some("/b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for s in ["/a/", "/a/\u{10FFFF}x", "/a/zzz", "/a/\u{E000}"] {
+            assert!(s.starts_with("/a/") && s < prefix_end("/a/").unwrap().as_str());
+        }
+        assert!("/a0" >= prefix_end("/a/").unwrap().as_str());
+    }
+}
