@@ -17,8 +17,18 @@
 //! before its commit is rolled back entirely (and the group is then retried one operation per
 //! transaction, so one bad operation cannot fail its neighbours). Under load, concurrent writers
 //! therefore share commits and fsyncs: the writers that arrive during one fsync form the next
-//! group. Reads do not go through the writer: they open redb read transactions directly
-//! (MVCC snapshots), concurrently with the writer, and see every answered write.
+//! group. In durable mode the writer also waits briefly (at most half the previous commit's
+//! time, 2 ms at most) for the previous group's writers to resubmit, so a steady set of N writers
+//! shares each fsync N ways rather than alternating small and large groups (measured: 16 → 32
+//! writes per commit with 32 writers, +15% throughput). Reads do not go through the writer:
+//! they open redb read transactions directly (MVCC snapshots), concurrently with the writer, and
+//! see every answered write.
+//!
+//! What bounds durable throughput is the commit: with N concurrent writers at most N writes
+//! share one, so sets/s ≈ N / (commit time), and the commit time is mostly the fsync of the
+//! pages the group dirtied. On the 2-core development VM (shared, fdatasync of one 4 KiB write
+//! ≈ 0.2 ms) 32 writers reach ~30–38k durable sets/s and ~140–190k relaxed
+//! (`tests/throughput.rs`).
 //!
 //! Values are encoded by the calling task before they are queued, so the single writer thread
 //! spends its time on the B-tree and the disk, not on JSON.
@@ -46,6 +56,13 @@
 //! so [`RedbStore::open`] calls redb's `compact()`, which moves pages down and truncates free
 //! space at the end of the file. It is quick for a file with little free space; on a large,
 //! fragmented file it makes opening slower (that is the price of giving space back to the OS).
+//!
+//! # Crash safety, tested
+//! `tests/crash.rs` SIGKILLs a child process running 16 concurrent writers at random moments
+//! (some during the recovery from the previous kill), reopens the file and checks that every
+//! acknowledged write is there with its value, every acknowledged remove is gone, and each
+//! writer's state is exactly a prefix of its operations (20 cycles by default;
+//! `HAPPN_CRASH_CYCLES=200` for the long run).
 //!
 //! # Crash recovery cost
 //! redb's "quick repair" is off: after an unclean shutdown the next open walks the whole file to
@@ -162,14 +179,7 @@ impl RedbStore {
         let db = Arc::new(db);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            db: db.clone(),
-            rx,
-            relaxed: options.relaxed,
-            counters: counters.clone(),
-            file: file.clone(),
-            dirty_since: None,
-        };
+        let writer = Writer::new(db.clone(), rx, options.relaxed, counters.clone(), file.clone());
         let handle = std::thread::Builder::new()
             .name("happn-redb-writer".into())
             .spawn(move || writer.run())

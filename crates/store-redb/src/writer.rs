@@ -20,12 +20,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Upper bound on the operations in one transaction: bounds the memory of a group and the time
 /// the first waiter of a huge burst waits; well above what 32–1000 concurrent writers queue.
 const MAX_GROUP: usize = 4096;
+
+/// Longest a group waits for the previous group's writers to come back (see `Writer::gather`).
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
 pub(crate) enum Op {
     /// Removes first, then puts (the memory store's order). Values are already encoded by the
@@ -58,26 +61,44 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
-    pub rx: Receiver<Msg>,
-    pub relaxed: bool,
-    pub counters: Arc<Counters>,
-    pub file: Arc<PathBuf>,
+    db: Arc<Database>,
+    rx: Receiver<Msg>,
+    relaxed: bool,
+    counters: Arc<Counters>,
+    file: Arc<PathBuf>,
     /// Relaxed mode: when the oldest commit not yet made durable happened. `None` = all durable.
-    pub dirty_since: Option<Instant>,
+    dirty_since: Option<Instant>,
+    /// Messages in the last group, how long its commit took, and when its waiters were answered
+    /// (see `gather`).
+    last_group: usize,
+    last_commit: Duration,
+    last_answered: Instant,
 }
 
 impl Writer {
+    pub(crate) fn new(db: Arc<Database>, rx: Receiver<Msg>, relaxed: bool, counters: Arc<Counters>, file: Arc<PathBuf>) -> Writer {
+        Writer {
+            db,
+            rx,
+            relaxed,
+            counters,
+            file,
+            dirty_since: None,
+            last_group: 0,
+            last_commit: Duration::ZERO,
+            last_answered: Instant::now(),
+        }
+    }
+
     pub(crate) fn run(mut self) {
         while let Some(first) = self.next_message() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match self.rx.try_recv() {
-                    Ok(m) => group.push(m),
-                    Err(_) => break,
-                }
-            }
+            let group = self.gather(first);
+            let size = group.len();
+            let started = Instant::now();
             self.process(group);
+            self.last_answered = Instant::now();
+            self.last_commit = self.last_answered - started;
+            self.last_group = size;
         }
         // Channel closed: the store was dropped. Leave nothing non-durable behind.
         if self.dirty_since.is_some() {
@@ -85,6 +106,43 @@ impl Writer {
                 tracing::error!(file = %self.file.display(), "final durable commit failed: {e}");
             }
         }
+    }
+
+    /// The group to commit: `first` plus everything queued behind it, plus (briefly) the writers
+    /// of the previous group coming back.
+    ///
+    /// Why wait at all: the writers answered by one commit resubmit a moment later, after the
+    /// writer thread has already started the next commit with whatever was queued at that
+    /// instant (often only a few). Without a pause the groups alternate small/large and a fixed
+    /// set of N concurrent writers shares each commit about N/2 ways. So when fewer messages are
+    /// queued than the previous group had, wait until that many arrive, but never longer than
+    /// half the previous commit took (measured from when it answered), nor [`MAX_GATHER_WAIT`].
+    /// A lone sequential writer (groups of 1) never waits; when writers go away, the bound makes
+    /// this cost at most half a commit once, after which the smaller group sets a smaller target.
+    /// Durable mode only.
+    fn gather(&mut self, first: Msg) -> Vec<Msg> {
+        let mut group = vec![first];
+        // Relaxed commits are cheap and CPU-bound: idling there costs more than it saves
+        // (measured: durable +15% sets/s with the wait, relaxed -18%).
+        let target = if self.relaxed { 0 } else { self.last_group.min(MAX_GROUP) };
+        let deadline = self.last_answered + (self.last_commit / 2).min(MAX_GATHER_WAIT);
+        while group.len() < MAX_GROUP {
+            match self.rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) if group.len() >= target => break,
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match self.rx.recv_timeout(deadline - now) {
+                        Ok(m) => group.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        group
     }
 
     /// The next message, doing the periodic durable commit of relaxed mode while idle.

@@ -118,7 +118,7 @@ async fn writer(store: Arc<RedbStore>, cycle: usize, w: usize) {
                 let gone = victim(&mut rng, &mut present).unwrap();
                 emit(format!("I {w} -{gone}"));
                 let removed = store.remove_matching(&Pattern::new(&gone)).await.unwrap();
-                assert_eq!(removed, [gone.clone()]);
+                assert_eq!(removed, std::slice::from_ref(&gone));
                 emit(format!("A {w} -{gone}"));
             }
             8 if !present.is_empty() => {
@@ -282,7 +282,7 @@ fn cycle(file: &Path, relaxed: bool, n: usize, model: &mut BTreeMap<String, bool
 
     // Each writer's operations, acknowledged ones first, then at most one in flight.
     let mut ops: Vec<Vec<Op>> = vec![Vec::new(); WRITERS];
-    let mut acked = vec![0usize; WRITERS];
+    let mut acked = [0usize; WRITERS];
     // When the parent read each acknowledgement (to bound how recent relaxed mode's losses are).
     let mut acked_at: Vec<Vec<Instant>> = vec![Vec::new(); WRITERS];
     let mut pending: Vec<Option<Op>> = vec![None; WRITERS];

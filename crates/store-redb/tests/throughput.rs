@@ -36,6 +36,11 @@ async fn concurrent_sets(store: Arc<dyn Store>) -> f64 {
                         .unwrap();
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
+                    // MemoryStore::write never suspends: without this the 32 tasks would starve
+                    // the runtime's timer on 2 workers.
+                    tokio::task::yield_now().await;
+                    // The memory store never suspends: yield so the timer task can stop the run.
+                    tokio::task::yield_now().await;
                 }
             })
         })
@@ -50,6 +55,10 @@ async fn concurrent_sets(store: Arc<dyn Store>) -> f64 {
 
 async fn gets(store: &dyn Store) -> f64 {
     let n = 200_000;
+    let puts = (0..WRITERS)
+        .flat_map(|w| (0..1000).map(move |i| record(format!("/bench/{w}/{i}"), i)))
+        .collect();
+    store.write(WriteBatch { puts, removes: vec![] }).await.unwrap();
     let start = Instant::now();
     for i in 0..n {
         let r = store.get(&format!("/bench/{}/{}", i % WRITERS, i % 1000)).await.unwrap();
@@ -87,4 +96,35 @@ async fn measure() {
     let rate = concurrent_sets(mem.clone()).await;
     eprintln!("memory: {WRITERS} writers, {rate:.0} sets/s");
     eprintln!("memory: exact get {:.0}/s (one task)", gets(mem.as_ref()).await);
+}
+
+/// The floor under group commit: one writer thread, redb alone, 16 puts per durable commit.
+#[test]
+#[ignore]
+fn raw_redb_commit_latency() {
+    use redb::{Database, Durability, TableDefinition};
+    const T: TableDefinition<&str, &[u8]> = TableDefinition::new("t");
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::create(dir.path().join("raw.redb")).unwrap();
+    let value = vec![7u8; 80];
+    for durability in [Durability::Immediate, Durability::None] {
+        let n = 2000;
+        let start = Instant::now();
+        for c in 0..n {
+            let mut txn = db.begin_write().unwrap();
+            txn.set_durability(durability).unwrap();
+            {
+                let mut t = txn.open_table(T).unwrap();
+                for i in 0..16 {
+                    t.insert(format!("/bench/{i}/{}", c % 1000).as_str(), value.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let per = start.elapsed() / n;
+        eprintln!(
+            "raw redb {durability:?}: {per:?} per commit of 16 puts -> {:.0} puts/s",
+            16.0 / per.as_secs_f64()
+        );
+    }
 }
