@@ -13,7 +13,8 @@
 
 use crate::errors::{self, duplicate};
 use crate::{FLUSH_INTERVAL, RECORDS};
-use happn_engine::{Pattern, StoreError};
+use happn_engine::storage::{MemoryStore, WriteBatch};
+use happn_engine::{Pattern, Record, StoreError};
 use redb::{Database, Durability, Table};
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ pub(crate) enum Op {
     /// Removes first, then puts (the memory store's order). Values are already encoded by the
     /// caller, off this thread, so the single writer spends its time on the B-tree and the fsync.
     Write {
-        puts: Vec<(String, Vec<u8>)>,
+        /// The record (for the in-memory mirror) and its encoded value (for redb).
+        puts: Vec<(Record, Vec<u8>)>,
         removes: Vec<String>,
     },
     RemoveMatching(Pattern),
@@ -62,6 +64,8 @@ pub(crate) struct Counters {
 
 pub(crate) struct Writer {
     db: Arc<Database>,
+    /// What readers read: updated right after each commit, before its waiters are answered.
+    mirror: Arc<MemoryStore>,
     rx: Receiver<Msg>,
     relaxed: bool,
     counters: Arc<Counters>,
@@ -76,9 +80,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(db: Arc<Database>, rx: Receiver<Msg>, relaxed: bool, counters: Arc<Counters>, file: Arc<PathBuf>) -> Writer {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        mirror: Arc<MemoryStore>,
+        rx: Receiver<Msg>,
+        relaxed: bool,
+        counters: Arc<Counters>,
+        file: Arc<PathBuf>,
+    ) -> Writer {
         Writer {
             db,
+            mirror,
             rx,
             relaxed,
             counters,
@@ -191,7 +203,9 @@ impl Writer {
             match self.commit(&jobs, durable) {
                 Ok(results) => {
                     for (job, removed) in jobs.into_iter().zip(results) {
-                        let _ = job.reply.send(Ok(removed));
+                        let Job { op, reply } = job;
+                        self.mirror_apply(op);
+                        let _ = reply.send(Ok(removed));
                     }
                 }
                 Err(e) if jobs.len() > 1 => {
@@ -205,10 +219,12 @@ impl Writer {
                         let result = self
                             .commit(std::slice::from_ref(&job), durable)
                             .map(|mut r| r.pop().unwrap_or_default());
-                        if let Err(e) = &result {
-                            last = Err(duplicate(e));
+                        let Job { op, reply } = job;
+                        match &result {
+                            Err(e) => last = Err(duplicate(e)),
+                            Ok(_) => self.mirror_apply(op),
                         }
-                        let _ = job.reply.send(result);
+                        let _ = reply.send(result);
                     }
                     durable_ok = last;
                 }
@@ -229,6 +245,19 @@ impl Writer {
                 Ok(()) => Ok(()),
                 Err(e) => Err(duplicate(e)),
             });
+        }
+    }
+
+    /// Bring the mirror up to date with a committed operation (same order as in redb).
+    fn mirror_apply(&self, op: Op) {
+        match op {
+            Op::Write { puts, removes } => self.mirror.apply(WriteBatch {
+                puts: puts.into_iter().map(|(r, _)| r).collect(),
+                removes,
+            }),
+            Op::RemoveMatching(pattern) => {
+                self.mirror.remove_matching_now(&pattern);
+            }
         }
     }
 
@@ -281,8 +310,8 @@ fn apply(table: &mut Table<&'static str, &'static [u8]>, op: &Op) -> Result<Vec<
             for path in removes {
                 table.remove(path.as_str())?;
             }
-            for (path, value) in puts {
-                table.insert(path.as_str(), value.as_slice())?;
+            for (record, value) in puts {
+                table.insert(record.path.as_str(), value.as_slice())?;
             }
             Ok(Vec::new())
         }

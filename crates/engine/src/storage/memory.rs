@@ -19,6 +19,34 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// [`Store::write`] without the async wrapper (it never waits): for callers on plain threads,
+    /// such as a durable store's writer keeping an in-memory mirror.
+    pub fn apply(&self, batch: WriteBatch) {
+        let mut map = self.records.write();
+        for path in batch.removes {
+            map.remove(&path);
+        }
+        for record in batch.puts {
+            map.insert(record.path.clone(), record);
+        }
+    }
+
+    /// [`Store::remove_matching`] without the async wrapper.
+    pub fn remove_matching_now(&self, pattern: &Pattern) -> Vec<String> {
+        let mut map = self.records.write();
+        if !pattern.is_wildcard() {
+            return map.remove(pattern.as_str()).map(|r| r.path).into_iter().collect();
+        }
+        let doomed: Vec<String> = prefix_range(&map, pattern.literal_prefix())
+            .filter(|(k, _)| pattern.matches(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            map.remove(k);
+        }
+        doomed
+    }
 }
 
 /// The keys of `map` that start with `prefix`, in order.
@@ -50,29 +78,12 @@ impl Store for MemoryStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut map = self.records.write();
-        for path in batch.removes {
-            map.remove(&path);
-        }
-        for record in batch.puts {
-            map.insert(record.path.clone(), record);
-        }
+        self.apply(batch);
         Ok(())
     }
 
     async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError> {
-        let mut map = self.records.write();
-        if !pattern.is_wildcard() {
-            return Ok(map.remove(pattern.as_str()).map(|r| r.path).into_iter().collect());
-        }
-        let doomed: Vec<String> = prefix_range(&map, pattern.literal_prefix())
-            .filter(|(k, _)| pattern.matches(k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &doomed {
-            map.remove(k);
-        }
-        Ok(doomed)
+        Ok(self.remove_matching_now(pattern))
     }
 
     async fn len(&self) -> Result<usize, StoreError> {
