@@ -131,10 +131,10 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
                 Action::Set => {
                     // The body moves into the store; the request keeps the rest for the reply.
                     let data = req.data.take();
-                    set(state, conn, &req, data).await
+                    set(state, &req, data).await
                 }
                 Action::Get => get(state, &req).await,
-                Action::Remove => remove(state, conn, &req).await,
+                Action::Remove => remove(state, &req).await,
                 Action::On => match on(state, conn, &req).await {
                     // initialEmit answers with the reply and then one event per value.
                     Ok(frames) => {
@@ -285,7 +285,7 @@ fn set_options(req: &Request) -> Result<SetOptions, Failure> {
     })
 }
 
-async fn set(state: &AppState, conn: &Conn, req: &Request, data: Option<Value>) -> Outcome {
+async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
     let path = path_of(req)?;
     if is_security_path(path) {
         return Err(Failure::Bad(
@@ -299,7 +299,7 @@ async fn set(state: &AppState, conn: &Conn, req: &Request, data: Option<Value>) 
     let action = format!("/SET@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, conn, req, EventKind::Set, path, data_json, &meta, &action);
+        publish(state, req, EventKind::Set, path, data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "set" },
@@ -326,7 +326,7 @@ fn written_meta(w: &Written) -> RecordMeta<'_> {
     }
 }
 
-async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
+async fn remove(state: &AppState, req: &Request) -> Outcome {
     let path = path_of(req)?;
     let removed = state.data.remove_unprotected(path, is_security_path).await?;
     let data_json = format!("{{\"removed\":{removed}}}");
@@ -338,7 +338,7 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     let action = format!("/REMOVE@{path}");
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, conn, req, EventKind::Remove, path, &data_json, &meta, &action);
+        publish(state, req, EventKind::Remove, path, &data_json, &meta, &action);
     }
     let reply = Reply {
         action: if published { &action } else { "remove" },
@@ -352,16 +352,7 @@ async fn remove(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
 #[allow(clippy::too_many_arguments)]
 /// Events are queued on every recipient's outbox before the caller queues its own reply, so the
 /// writer always sees its events first; across sockets, order is up to each socket's writer.
-fn publish(
-    state: &AppState,
-    _conn: &Conn,
-    req: &Request,
-    kind: EventKind,
-    path: &str,
-    data_json: &str,
-    meta: &RecordMeta<'_>,
-    action: &str,
-) {
+fn publish(state: &AppState, req: &Request, kind: EventKind, path: &str, data_json: &str, meta: &RecordMeta<'_>, action: &str) {
     let deliveries = state.subscriptions.deliveries(kind, path);
     if deliveries.is_empty() {
         return;
