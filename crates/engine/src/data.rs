@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
-/// Where tag snapshots live: `/_TAGS` + path + `/` + 32 hex chars (plain concatenation, so
+/// Where tag snapshots live: `/_TAGS` + path + `/` + 32 hex chars (plain concatenation, many
 /// `tag/x` gives `/_TAGStag/x/…`, as the original does).
 pub const TAGS_PREFIX: &str = "/_TAGS";
 
@@ -63,7 +63,9 @@ pub enum Found {
 }
 
 /// Lock stripes for read-modify-write (merge, tag, created-preserving set) on the same path.
-const STRIPES: usize = 64;
+/// A stripe is held until the store has the write (with a durable store: until its fsync), so
+/// there are many of them: writes to different paths rarely wait for each other's commit.
+const STRIPES: usize = 4096;
 
 pub struct DataService {
     store: Arc<dyn Store>,

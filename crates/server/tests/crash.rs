@@ -8,13 +8,13 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, free_port, Ws};
+use common::{connect, free_port, server_command, Ws};
 
 const WRITERS: usize = 8;
 const KEYS_PER_WRITER: usize = 50;
@@ -28,21 +28,7 @@ struct KeyState {
 }
 
 fn spawn_server(port: u16, dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_happn-rs"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn happn-rs")
+    server_command(port).arg("--data-dir").arg(dir).spawn().expect("spawn happn-rs")
 }
 
 async fn call(ws: &mut Ws, v: Value) -> Option<Value> {

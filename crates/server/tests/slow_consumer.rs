@@ -4,12 +4,12 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, free_port, Ws};
+use common::{connect, free_port, server_command, Ws};
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -60,19 +60,9 @@ async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
     const EVENTS: usize = 100_000;
     const PAYLOAD: usize = 2_000; // 100k events of ~2 kB: ~200 MB if the server buffered them all
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_happn-rs"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-            "--memory",
-        ])
+    let child = server_command(port)
+        .arg("--memory")
         .env("HAPPN_SERVER_CONFIG", json!({"maxQueueBytes": 8 * 1_048_576}).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let server = Proc(child);

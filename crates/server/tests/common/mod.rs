@@ -1,5 +1,6 @@
 //! Shared by the tests that run the real binary.
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -18,4 +19,13 @@ pub async fn connect(port: u16) -> Ws {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server did not come up on port {port}");
+}
+
+/// The real binary on loopback `port`; callers add storage flags or environment, then spawn.
+pub fn server_command(port: u16) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_happn-rs"));
+    c.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    c
 }
