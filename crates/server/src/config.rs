@@ -378,6 +378,12 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                         "adminUser" => read_admin(r, &sk, sv, &mut c.security)?,
                         "sessionTokenSecret" => c.security.token_secret = Some(r.string(&sk, sv)?),
                         "adminGroup" => {}
+                        "profiles" => {
+                            c.security.profiles = happn_engine::security::Profiles::parse(sv).map_err(|e| ConfigError::Invalid {
+                                key: sk.clone(),
+                                message: e.to_string(),
+                            })?
+                        }
                         "accountLockout" => {
                             for (lk, lv) in r.object(&sk, sv)? {
                                 let lkey = format!("{sk}.{lk}");

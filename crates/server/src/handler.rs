@@ -6,7 +6,9 @@ use happn_engine::data::{Found, SetOptions, Written};
 use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
-use happn_engine::security::{AuthenticatedUser, Credentials, TokenClaims, SECURITY_PREFIX, USER_PREFIX};
+use happn_engine::security::{
+    self, policy, redact_user, Activity, CachedPermissions, Credentials, Policy, Profile, SecurityPath, TokenClaims, USER_PREFIX,
+};
 use happn_engine::session::new_session_id;
 use happn_engine::{AccessError, DataError};
 use happn_protocol::request::{truthy, type_name};
@@ -21,18 +23,35 @@ pub struct Session {
     pub id: Arc<str>,
     pub index: usize,
     /// `None` in insecure mode.
-    pub user: Option<AuthenticatedUser>,
+    pub user: Option<SessionUser>,
+}
+
+/// Who a secure session belongs to and what its policy lets it do.
+pub struct SessionUser {
+    pub username: Arc<str>,
+    /// Login time, epoch ms: the policy's time to live counts from here.
+    pub timestamp: i64,
+    /// The stateful profile the session matched at login.
+    pub profile: Arc<Profile>,
+    pub activity: Activity,
+    pub permissions: CachedPermissions,
 }
 
 /// Per-socket state.
 pub struct Conn {
     pub key: u64,
     pub session: Option<Session>,
+    /// A user this connection's last request deleted: their sessions are closed after the reply.
+    deleted_user: Option<String>,
 }
 
 impl Conn {
     pub fn new(key: u64) -> Self {
-        Conn { key, session: None }
+        Conn {
+            key,
+            session: None,
+            deleted_user: None,
+        }
     }
 
     fn subscriber(&self) -> Option<Subscriber> {
@@ -127,6 +146,11 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
         )),
         _ => match authorize(state, conn, &req).await {
             Err(f) => Err(f),
+            Ok(()) if req.action == Action::Set && security_target(&req).is_some() => {
+                let data = req.data.take();
+                set_security(state, &req, data).await
+            }
+            Ok(()) if req.action == Action::Remove && security_target(&req).is_some() => remove_security(state, conn, &req).await,
             Ok(()) => match req.action {
                 Action::Set => {
                     // The body moves into the store; the request keeps the rest for the reply.
@@ -154,6 +178,9 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
     match outcome {
         Ok(frame) => send(tx, frame),
         Err(f) => send(tx, base_reply(&req).error(&f.to_wire())),
+    }
+    if let Some(user) = conn.deleted_user.take() {
+        state.disconnect_user(&user, "security directory update: user deleted");
     }
 }
 
@@ -203,27 +230,39 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     let cluster_member = info.get("clusterName").is_some_and(truthy);
     let mut reply = Map::new();
     reply.insert("id".into(), Value::String(id.to_string()));
-    if let Some(u) = &user {
+    let session_user = user.map(|u| {
+        // Profiles are matched once, at login, for the socket (type 1) and its token (type 0).
+        let doc = u.session_doc(&id, timestamp, &info);
+        let profiles = state.security.profiles();
         let token = state.security.issue_token(&TokenClaims {
             id: id.to_string(),
             username: u.username.clone(),
             timestamp,
+            profile: Some(profiles.resolve(&doc, policy::STATELESS).name.clone()),
         });
         reply.insert("token".into(), Value::String(token));
         reply.insert("timestamp".into(), timestamp.into());
-    }
+        SessionUser {
+            username: Arc::from(u.username.as_str()),
+            timestamp,
+            profile: profiles.resolve(&doc, policy::STATEFUL),
+            activity: Activity::new(timestamp),
+            permissions: state.security.cache_permissions(&u),
+        }
+    });
     reply.insert("info".into(), Value::Object(info));
     reply.insert("index".into(), index.into());
     reply.insert("type".into(), 1.into());
-    if let Some(u) = &user {
-        reply.insert("user".into(), json!({"username": u.username}));
+    if let Some(u) = &session_user {
+        reply.insert("user".into(), json!({"username": u.username.as_ref()}));
     }
+    let username = session_user.as_ref().map(|u| u.username.clone());
     conn.session = Some(Session {
         id: id.clone(),
         index,
-        user,
+        user: session_user,
     });
-    state.set_session(conn.key, Some(id), cluster_member);
+    state.set_session(conn.key, Some(id), cluster_member, username);
     Ok(base_reply(req).ok(&Value::Object(reply).to_string(), &RecordMeta::default()))
 }
 
@@ -233,41 +272,63 @@ fn permission_path(req: &Request) -> Option<&str> {
     Some(if req.action == Action::On { Channel::data_path(p) } else { p })
 }
 
-async fn authorize(state: &AppState, conn: &Conn, req: &Request) -> Result<(), Failure> {
+/// Secure-mode checks before a data action, in the original's order: a session, not revoked,
+/// the session policy (time to live, inactivity, usage), then permissions — the policy's own
+/// when it has them, otherwise the user's groups as they are now. A denial answers once and the
+/// action does not run.
+async fn authorize(state: &AppState, conn: &mut Conn, req: &Request) -> Result<(), Failure> {
     let needs_session = state.config.secure || matches!(req.action, Action::On | Action::Off | Action::RevokeSession);
-    let Some(session) = &conn.session else {
+    let Some(session) = &mut conn.session else {
         if needs_session {
             return Err(AccessError::NotLoggedIn.into());
         }
         return Ok(());
     };
-    let Some(user) = &session.user else {
+    let Some(user) = &mut session.user else {
         return Ok(());
     };
-    if state.security.is_revoked(&session.id).await? {
-        return Err(AccessError::Unauthorized {
-            reason: Some(format!("session with id {} has been revoked", session.id)),
-        }
-        .into());
-    }
-    let action = req.action.as_str();
+    // Leaving (off, revoke-session) is always allowed, even to a revoked session.
     if matches!(req.action, Action::Off | Action::RevokeSession) {
         return Ok(());
     }
-    match permission_path(req) {
-        Some(path) if user.permissions.allows(path, action) => Ok(()),
-        // A missing path is reported as such by the action itself.
-        None => Ok(()),
-        Some(_) => Err(AccessError::Unauthorized { reason: None }.into()),
+    if state.security.is_revoked(&session.id) {
+        return Err(denied(format!("session with id {} has been revoked", session.id)));
     }
+    // A missing path is reported as such by the action itself.
+    let Some(path) = permission_path(req) else {
+        return Ok(());
+    };
+    let action = req.action.as_str();
+    let now = now_millis();
+    let policy = &user.profile.policy;
+    policy
+        .check(user.timestamp, &user.activity, now)
+        .map_err(|d| denied(d.reason().to_string()))?;
+    if let Some(limited) = &policy.permissions {
+        if !limited.allows(path, action) {
+            return Err(denied(policy::PolicyDenial::PermissionsLimited.reason().to_string()));
+        }
+    } else {
+        let permissions = state.security.current_permissions(&user.username, &mut user.permissions).await?;
+        if !permissions.allows(path, action) {
+            return Err(AccessError::Unauthorized { reason: None }.into());
+        }
+    }
+    Policy::record_use(&mut user.activity, now);
+    Ok(())
+}
+
+fn denied(reason: String) -> Failure {
+    AccessError::Unauthorized { reason: Some(reason) }.into()
 }
 
 fn path_of(req: &Request) -> Result<&str, Failure> {
     req.path_str().map_err(Failure::Bad)
 }
 
-fn is_security_path(path: &str) -> bool {
-    path.starts_with(SECURITY_PREFIX)
+/// The security-directory record a set/remove addresses, if any.
+fn security_target(req: &Request) -> Option<SecurityPath<'_>> {
+    SecurityPath::parse(req.path.as_ref()?.as_str()?)
 }
 
 fn set_options(req: &Request) -> Result<SetOptions, Failure> {
@@ -287,26 +348,14 @@ fn set_options(req: &Request) -> Result<SetOptions, Failure> {
 
 async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
     let path = path_of(req)?;
-    if is_security_path(path) {
-        return Err(Failure::Bad(
-            "security records cannot be written over the wire in this version of happn-rs".into(),
-        ));
+    if security::is_protected(path) {
+        return Err(Failure::Bad(format!("{path} is a system record and cannot be written")));
     }
     let opts = set_options(req)?;
     let written = state.data.set(path, data, &opts).await?;
     let data_json = &written.data_json;
     let meta = written_meta(&written);
-    let action = format!("/SET@{path}");
-    let published = !req.option_truthy("noPublish");
-    if published {
-        publish(state, req, EventKind::Set, path, data_json, &meta, &action);
-    }
-    let reply = Reply {
-        action: if published { &action } else { "set" },
-        published,
-        ..base_reply(req)
-    };
-    Ok(reply.ok(data_json, &meta))
+    Ok(publish_and_reply(state, req, EventKind::Set, path, data_json, &meta))
 }
 
 fn written_meta(w: &Written) -> RecordMeta<'_> {
@@ -328,24 +377,31 @@ fn written_meta(w: &Written) -> RecordMeta<'_> {
 
 async fn remove(state: &AppState, req: &Request) -> Outcome {
     let path = path_of(req)?;
-    let removed = state.data.remove_unprotected(path, is_security_path).await?;
+    let removed = state.data.remove_unprotected(path, security::is_protected).await?;
     let data_json = format!("{{\"removed\":{removed}}}");
     let meta = RecordMeta {
         timestamp: Some(now_millis()),
         path: Some(path),
         ..Default::default()
     };
-    let action = format!("/REMOVE@{path}");
+    Ok(publish_and_reply(state, req, EventKind::Remove, path, &data_json, &meta))
+}
+
+/// Publish a set/remove (unless `noPublish`) and build the writer's reply, whose `action` is the
+/// event's `/SET@path` / `/REMOVE@path` when published.
+fn publish_and_reply(state: &AppState, req: &Request, kind: EventKind, path: &str, data_json: &str, meta: &RecordMeta<'_>) -> String {
+    let raw = if kind == EventKind::Remove { "remove" } else { "set" };
+    let action = format!("/{}@{path}", kind.as_str());
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, req, EventKind::Remove, path, &data_json, &meta, &action);
+        publish(state, req, kind, path, data_json, meta, &action);
     }
     let reply = Reply {
-        action: if published { &action } else { "remove" },
+        action: if published { &action } else { raw },
         published,
         ..base_reply(req)
     };
-    Ok(reply.ok(&data_json, &meta))
+    reply.ok(data_json, meta)
 }
 
 /// Deliver the event of a set/remove to every matching subscription, before the writer's reply.
@@ -382,14 +438,12 @@ fn publish(state: &AppState, req: &Request, kind: EventKind, path: &str, data_js
 
 /// Records clients may never see: the server keypair. Password hashes are stripped instead.
 fn visible(record: &Record) -> bool {
-    record.path != crate::system::KEYPAIR_PATH
+    !security::is_hidden(&record.path)
 }
 
 fn redacted(record: &Record) -> std::borrow::Cow<'_, Map<String, Value>> {
     if record.path.starts_with(USER_PREFIX) && record.data.contains_key("password") {
-        let mut d = record.data.clone();
-        d.shift_remove("password");
-        std::borrow::Cow::Owned(d)
+        std::borrow::Cow::Owned(redact_user(record.data.clone()))
     } else {
         std::borrow::Cow::Borrowed(&record.data)
     }
@@ -565,4 +619,75 @@ async fn revoke(state: &AppState, conn: &Conn, req: &Request) -> Outcome {
     }
     state.security.revoke(&session.id).await?;
     Ok(base_reply(req).ok_status_first("{}"))
+}
+
+/// `set` on a user, group or membership path: validated and applied through the security
+/// directory (passwords hashed, never echoed), then answered and published like any set.
+async fn set_security(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
+    let path = path_of(req)?;
+    let target = SecurityPath::parse(path).ok_or_else(|| Failure::Bad(format!("{path} is not a security record")))?;
+    if path.contains('*') {
+        return Err(Failure::Bad("security records are written one at a time: no wildcards".into()));
+    }
+    for unsupported in ["tag", "set_type", "noStore"] {
+        if req.options.get(unsupported).is_some_and(truthy) {
+            return Err(Failure::Bad(format!("options.{unsupported} is not supported on security records")));
+        }
+    }
+    let body = match data {
+        Some(Value::Object(m)) => m,
+        None | Some(Value::Null) => Map::new(),
+        Some(other) => {
+            return Err(Failure::Bad(format!(
+                "a security record must be an object, not {}",
+                type_name(&other)
+            )))
+        }
+    };
+    let merge = req.option_truthy("merge");
+    let sec = &state.security;
+    let record = match target {
+        SecurityPath::User(name) => sec.upsert_user(name, body, merge).await?,
+        SecurityPath::Group(name) => sec.upsert_group(name, body, merge).await?,
+        SecurityPath::Membership { user, group } => sec.link_group(user, group, body).await?,
+        SecurityPath::Other => return Err(Failure::Bad(format!("{path} is a system record and cannot be written"))),
+    };
+    let data_json = serde_json::to_string(&redacted(&record)).expect("JSON");
+    let meta = RecordMeta {
+        created: Some(record.created),
+        modified: Some(record.modified),
+        path: Some(&record.path),
+        ..Default::default()
+    };
+    Ok(publish_and_reply(state, req, EventKind::Set, path, &data_json, &meta))
+}
+
+/// `remove` of a user (with its memberships; its live sessions are then closed), a group (with
+/// its memberships) or a membership.
+async fn remove_security(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
+    let path = path_of(req)?;
+    let target = SecurityPath::parse(path).ok_or_else(|| Failure::Bad(format!("{path} is not a security record")))?;
+    if path.contains('*') {
+        return Err(Failure::Bad("security records are removed one at a time: no wildcards".into()));
+    }
+    let sec = &state.security;
+    let removed = match target {
+        SecurityPath::User(name) => {
+            let existed = sec.delete_user(name).await?;
+            if existed {
+                conn.deleted_user = Some(name.to_string());
+            }
+            existed
+        }
+        SecurityPath::Group(name) => sec.delete_group(name).await?,
+        SecurityPath::Membership { user, group } => sec.unlink_group(user, group).await?,
+        SecurityPath::Other => return Err(Failure::Bad(format!("{path} is a system record and cannot be removed"))),
+    };
+    let data_json = format!("{{\"removed\":{}}}", usize::from(removed));
+    let meta = RecordMeta {
+        timestamp: Some(now_millis()),
+        path: Some(path),
+        ..Default::default()
+    };
+    Ok(publish_and_reply(state, req, EventKind::Remove, path, &data_json, &meta))
 }

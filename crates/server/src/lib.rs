@@ -1,6 +1,7 @@
 //! happn-rs: the server. HTTP + websocket front end (axum), one task per connection, over the
 //! engine services. `main.rs` is only argument parsing and signals; tests start servers here.
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod handler;

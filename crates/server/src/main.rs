@@ -60,6 +60,20 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Manage users: add, passwd, rm, list, link, unlink (in a data directory, or a running server with --url)
+    User {
+        #[command(subcommand)]
+        command: happn_rs::admin::UserCommand,
+        #[command(flatten)]
+        target: happn_rs::admin::Target,
+    },
+    /// Manage groups: add, grant, revoke, rm, list (in a data directory, or a running server with --url)
+    Group {
+        #[command(subcommand)]
+        command: happn_rs::admin::GroupCommand,
+        #[command(flatten)]
+        target: happn_rs::admin::Target,
+    },
     /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
     Export {
         #[arg(long, value_name = "DIR")]
@@ -113,7 +127,10 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
+        use happn_rs::admin::{self, Admin};
         return happn_rs::tools::run(match command {
+            Command::User { command, target } => return admin::run(Admin::User(command), target),
+            Command::Group { command, target } => return admin::run(Admin::Group(command), target),
             Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
                 nedb,
                 data: data_config(config.as_ref(), data_dir),

@@ -20,6 +20,8 @@ pub struct Peer {
     pub session_id: Option<Arc<str>>,
     /// The login `info.clusterName` was set (skipped by `noCluster` publishes).
     pub cluster_member: bool,
+    /// The session's user (secure mode), so a deleted user's sockets can be found.
+    pub username: Option<Arc<str>>,
 }
 
 pub struct AppState {
@@ -57,6 +59,7 @@ impl AppState {
                 tx,
                 session_id: None,
                 cluster_member: false,
+                username: None,
             },
         );
         key
@@ -66,11 +69,31 @@ impl AppState {
         self.peers.write().remove(&key);
     }
 
-    pub fn set_session(&self, key: u64, session_id: Option<Arc<str>>, cluster_member: bool) {
+    pub fn set_session(&self, key: u64, session_id: Option<Arc<str>>, cluster_member: bool, username: Option<Arc<str>>) {
         if let Some(p) = self.peers.write().get_mut(&key) {
             p.session_id = session_id;
             p.cluster_member = cluster_member;
+            p.username = username;
         }
+    }
+
+    /// Close every socket logged in as `username`: the `server-side-disconnect` system message,
+    /// then `primus::server::close` so the client does not reconnect, then the close.
+    pub fn disconnect_user(&self, username: &str, reason: &str) -> usize {
+        let preface = vec![
+            happn_protocol::system_message("server-side-disconnect", &serde_json::Value::String(reason.into()), None),
+            happn_protocol::encode_control("primus::server::close"),
+        ];
+        let peers = self.peers.read();
+        let mut closed = 0;
+        for p in peers.values().filter(|p| p.username.as_deref() == Some(username)) {
+            p.tx.close(preface.clone(), 1000, String::new());
+            closed += 1;
+        }
+        if closed > 0 {
+            tracing::info!(username, sessions = closed, "closed the sessions of a deleted user");
+        }
+        closed
     }
 
     pub fn peer(&self, key: u64) -> Option<Peer> {

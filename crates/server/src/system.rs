@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use serde_json::{json, Map, Value};
 
 pub const NAME_PATH: &str = "/_SYSTEM/_NETWORK/_SETTINGS/NAME";
-pub const KEYPAIR_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/KEYPAIR";
+pub use happn_engine::security::KEYPAIR_PATH;
 
 const WORDS: &[&str] = &[
     "amber", "breeze", "cedar", "delta", "ember", "falcon", "glacier", "harbor", "indigo", "juniper", "kestrel", "lumen", "meadow",

@@ -180,14 +180,15 @@ async function startServer(opts) {
   return srv;
 }
 
-/** run the binary to completion (for CLI tests) */
+/** run the binary to completion (for CLI tests); opts.stdin is written to its standard input */
 function runCli(args, opts) {
   opts = opts || {};
   if (!fs.existsSync(BIN)) return Promise.reject(binaryMissingError());
   const env = Object.assign({}, process.env, opts.env || {});
   if (!opts.env || !('HAPPN_SERVER_CONFIG' in opts.env)) delete env.HAPPN_SERVER_CONFIG;
   return new Promise(resolve => {
-    const proc = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(BIN, args, { env, stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (opts.stdin !== undefined) proc.stdin.end(opts.stdin);
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', d => { stdout += d; });

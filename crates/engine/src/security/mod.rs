@@ -2,12 +2,16 @@
 //! (`/_SYSTEM/_SECURITY/_USER/<name>`, `/_SYSTEM/_SECURITY/_GROUP/<name>`, membership at
 //! `/_SYSTEM/_SECURITY/_USER/<name>/_USER_GROUP/<group>`), so any storage backend keeps them.
 
+mod directory;
 mod password;
 mod permissions;
+pub mod policy;
 mod token;
 
+pub use directory::{redact_user, SecurityPath};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
+pub use policy::{Activity, Policy, PolicyDenial, Profile, Profiles};
 pub use token::{TokenClaims, TokenSigner};
 
 use crate::data::DataService;
@@ -23,6 +27,21 @@ pub const GROUP_PREFIX: &str = "/_SYSTEM/_SECURITY/_GROUP/";
 pub const ADMIN: &str = "_ADMIN";
 pub const REVOKED_PREFIX: &str = "/_SYSTEM/_CACHE/cache_revoked_sessions/";
 pub const DEFAULT_ADMIN_PASSWORD: &str = "happn";
+/// The server keypair (secp256k1). Never readable over the wire.
+pub const KEYPAIR_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/KEYPAIR";
+/// The generated session-token secret, persisted so tokens survive restarts. Never readable.
+pub const TOKEN_SECRET_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/SESSION_TOKEN_SECRET";
+
+/// Records no client may read, whatever its permissions, in secure and insecure mode alike.
+pub fn is_hidden(path: &str) -> bool {
+    path == KEYPAIR_PATH || path == TOKEN_SECRET_PATH
+}
+
+/// Records clients may not write or remove with plain data operations: the security directory
+/// (managed through [`Security`]'s directory methods) and the revocation list.
+pub fn is_protected(path: &str) -> bool {
+    path.starts_with(SECURITY_PREFIX) || path.starts_with(REVOKED_PREFIX)
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct UserSpec {
@@ -65,8 +84,10 @@ pub struct SecurityConfig {
     pub admin_password: Option<String>,
     pub users: Vec<UserSpec>,
     pub groups: Vec<GroupSpec>,
-    /// HS256 secret for session tokens; random per start when absent.
+    /// HS256 secret for session tokens; generated once and persisted when absent.
     pub token_secret: Option<String>,
+    /// Session profiles (`security.config.profiles`), the defaults appended.
+    pub profiles: Profiles,
 }
 
 /// A user who has proven who they are.
@@ -74,6 +95,37 @@ pub struct SecurityConfig {
 pub struct AuthenticatedUser {
     pub username: String,
     pub permissions: Arc<Permissions>,
+    /// Group names, in path order.
+    pub groups: Vec<String>,
+    pub custom_data: Value,
+    /// The directory generation the permissions were loaded at.
+    pub generation: u64,
+}
+
+impl AuthenticatedUser {
+    /// The session object profiles are matched against (semantics §6.7): `id`, `timestamp`,
+    /// `info`, and `user` with `username`, `custom_data` and a `groups` map. `type` is added by
+    /// [`Profiles::resolve`].
+    pub fn session_doc(&self, session_id: &str, timestamp: i64, info: &Map<String, Value>) -> Map<String, Value> {
+        let groups: Map<String, Value> = self.groups.iter().map(|g| (g.clone(), Value::Object(Map::new()))).collect();
+        let doc = json!({
+            "id": session_id,
+            "timestamp": timestamp,
+            "info": info,
+            "user": {"username": self.username, "custom_data": self.custom_data, "groups": groups},
+        });
+        match doc {
+            Value::Object(m) => m,
+            _ => unreachable!("built as an object"),
+        }
+    }
+}
+
+/// A session's copy of its user's permissions, refreshed when the directory changes.
+#[derive(Debug, Clone)]
+pub struct CachedPermissions {
+    generation: u64,
+    permissions: Arc<Permissions>,
 }
 
 /// What a login request carries (`data` of the login message).
@@ -97,21 +149,29 @@ impl Credentials {
 
 pub struct Security {
     data: Arc<DataService>,
-    signer: TokenSigner,
+    signer: parking_lot::RwLock<Arc<TokenSigner>>,
     lockout: LockoutConfig,
+    profiles: Profiles,
     /// username → (failed attempts, time of the last failure). In memory, as the original.
     failures: parking_lot::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+    /// Bumped on every change to users, groups or memberships.
+    generation: std::sync::atomic::AtomicU64,
+    /// Revoked session ids, loaded from the store at start and kept in step with it, so the
+    /// check on every request is a memory lookup.
+    revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
+    /// Token (stateless) sessions' activity, for their inactivity and usage limits.
+    token_activity: parking_lot::Mutex<std::collections::HashMap<String, Activity>>,
 }
 
-fn user_path(name: &str) -> String {
+pub fn user_path(name: &str) -> String {
     format!("{USER_PREFIX}{name}")
 }
 
-fn group_path(name: &str) -> String {
+pub fn group_path(name: &str) -> String {
     format!("{GROUP_PREFIX}{name}")
 }
 
-fn link_path(user: &str, group: &str) -> String {
+pub fn link_path(user: &str, group: &str) -> String {
     format!("{USER_PREFIX}{user}/_USER_GROUP/{group}")
 }
 
@@ -156,9 +216,46 @@ impl Security {
         };
         Security {
             data,
-            signer: TokenSigner::new(&secret),
+            signer: parking_lot::RwLock::new(Arc::new(TokenSigner::new(&secret))),
             lockout: config.lockout.clone(),
+            profiles: config.profiles.clone(),
             failures: Default::default(),
+            generation: Default::default(),
+            revoked: Default::default(),
+            token_activity: Default::default(),
+        }
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn directory_changed(&self) {
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The user's permissions as of now: the cached copy while the directory is unchanged,
+    /// reloaded after any change, so grants and revocations reach live sessions at once.
+    pub async fn current_permissions(&self, username: &str, cached: &mut CachedPermissions) -> Result<Arc<Permissions>, DataError> {
+        let generation = self.generation();
+        if cached.generation != generation {
+            *cached = CachedPermissions {
+                generation,
+                permissions: Arc::new(self.permissions_of(username).await?),
+            };
+        }
+        Ok(cached.permissions.clone())
+    }
+
+    /// A cache that starts from the permissions loaded at login.
+    pub fn cache_permissions(&self, user: &AuthenticatedUser) -> CachedPermissions {
+        CachedPermissions {
+            generation: user.generation,
+            permissions: user.permissions.clone(),
         }
     }
 
@@ -166,6 +263,30 @@ impl Security {
     /// then, as in the original), and upsert the users and groups of the config file.
     pub async fn bootstrap(&self, config: &SecurityConfig) -> Result<(), DataError> {
         let now = now_millis();
+        if config.token_secret.is_none() {
+            let secret = match self
+                .data
+                .get_record(TOKEN_SECRET_PATH)
+                .await?
+                .and_then(|r| r.data.get("value").and_then(Value::as_str).map(str::to_string))
+            {
+                Some(s) => s,
+                None => {
+                    let mut b = [0u8; 32];
+                    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+                    let s = hex::encode(b);
+                    self.put(TOKEN_SECRET_PATH, json!({"value": s}), now).await?;
+                    s
+                }
+            };
+            *self.signer.write() = Arc::new(TokenSigner::new(secret.as_bytes()));
+        }
+        let revoked = self.data.store().find(&Pattern::new(&format!("{REVOKED_PREFIX}*"))).await?;
+        self.revoked.write().extend(
+            revoked
+                .iter()
+                .filter_map(|r| r.path.strip_prefix(REVOKED_PREFIX).map(str::to_string)),
+        );
         let admin_group = json!({
             "custom_data": {"description": "the default administration group for happn"},
             "name": ADMIN,
@@ -212,6 +333,7 @@ impl Security {
                 self.put(&link_path(&u.username, g), json!({}), now).await?;
             }
         }
+        self.directory_changed();
         Ok(())
     }
 
@@ -273,7 +395,11 @@ impl Security {
 
     async fn check_credentials(&self, creds: &Credentials) -> Result<AuthenticatedUser, AccessError> {
         let username = if let Some(token) = &creds.token {
-            let claims = self.verify_token(token).await.ok_or(AccessError::InvalidCredentials)?;
+            // A token login is the token's (stateless) session authorising `login`: signature,
+            // revocation, and the policy it was issued under.
+            let claims = self.verify_token(token).ok_or(AccessError::InvalidCredentials)?;
+            self.check_token_policy(&claims, None)
+                .map_err(|_| AccessError::InvalidCredentials)?;
             claims.username
         } else {
             let (Some(username), Some(password)) = (&creds.username, &creds.password) else {
@@ -287,12 +413,23 @@ impl Security {
             }
             username.clone()
         };
-        // Token logins still need the user to exist (a deleted user's tokens die with it).
-        if self.load_user(&username).await?.is_none() {
-            return Err(AccessError::InvalidCredentials);
-        }
-        let permissions = Arc::new(self.permissions_of(&username).await.map_err(|_| AccessError::InvalidCredentials)?);
-        Ok(AuthenticatedUser { username, permissions })
+        self.user_by_name(&username).await
+    }
+
+    /// The user as a session sees it: groups, permissions and custom data. Token logins need the
+    /// user to still exist (a deleted user's tokens die with it).
+    async fn user_by_name(&self, username: &str) -> Result<AuthenticatedUser, AccessError> {
+        let generation = self.generation();
+        let record = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
+        let groups = self.groups_of(username).await.map_err(|_| AccessError::InvalidCredentials)?;
+        let permissions = Arc::new(self.permissions_of(username).await.map_err(|_| AccessError::InvalidCredentials)?);
+        Ok(AuthenticatedUser {
+            username: username.to_string(),
+            permissions,
+            groups,
+            custom_data: record.data.get("custom_data").cloned().unwrap_or_else(|| json!({})),
+            generation,
+        })
     }
 
     /// Exact lookup by name (the original's prefix lookup picked the wrong user).
@@ -306,19 +443,30 @@ impl Security {
             .map_err(|_| AccessError::InvalidCredentials)
     }
 
-    /// The union of the permissions of every group the user belongs to.
-    pub async fn permissions_of(&self, username: &str) -> Result<Permissions, DataError> {
+    /// The names of the groups a user is linked to, in path order.
+    pub async fn groups_of(&self, username: &str) -> Result<Vec<String>, DataError> {
         let links = self
             .data
             .store()
             .find(&Pattern::new(&format!("{USER_PREFIX}{username}/_USER_GROUP/*")))
             .await?;
+        Ok(links
+            .iter()
+            .filter_map(|l| match SecurityPath::parse(&l.path) {
+                Some(SecurityPath::Membership { user, group }) if user == username => Some(group.to_string()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The union of the permissions of every group the user belongs to.
+    pub async fn permissions_of(&self, username: &str) -> Result<Permissions, DataError> {
         let mut perms = Permissions::default();
-        for link in links {
-            let Some(group) = link.path.rsplit('/').next() else {
-                continue;
-            };
-            if let Some(rec) = self.data.get_record(&group_path(group)).await? {
+        if self.data.get_record(&user_path(username)).await?.is_none() {
+            return Ok(perms);
+        }
+        for group in self.groups_of(username).await? {
+            if let Some(rec) = self.data.get_record(&group_path(&group)).await? {
                 if let Some(p) = rec.data.get("permissions").and_then(Value::as_object) {
                     perms.add_group(p);
                 }
@@ -328,15 +476,57 @@ impl Security {
     }
 
     pub fn issue_token(&self, claims: &TokenClaims) -> String {
-        self.signer.sign(claims)
+        self.signer.read().sign(claims)
     }
 
     /// Verify a token's signature and that its session was not revoked.
-    pub async fn verify_token(&self, token: &str) -> Option<TokenClaims> {
-        let claims = self.signer.verify(token)?;
-        match self.is_revoked(&claims.id).await {
-            Ok(false) => Some(claims),
-            _ => None,
+    pub fn verify_token(&self, token: &str) -> Option<TokenClaims> {
+        let claims = self.signer.read().verify(token)?;
+        (!self.is_revoked(&claims.id)).then_some(claims)
+    }
+
+    /// The policy a token was issued under (its stateless profile).
+    pub fn token_policy(&self, claims: &TokenClaims) -> Arc<Profile> {
+        self.profiles.named(claims.profile.as_deref().unwrap_or(""), policy::STATELESS)
+    }
+
+    /// The stateless policy checks for one use of a token, counting the use when they pass.
+    /// `permission` is `(path, action)` when the use is a request on a path.
+    fn check_token_policy(&self, claims: &TokenClaims, permission: Option<(&str, &str)>) -> Result<(), PolicyDenial> {
+        let profile = self.token_policy(claims);
+        let policy = &profile.policy;
+        let now = now_millis();
+        let mut activity = self.token_activity.lock();
+        let entry = activity.entry(claims.id.clone()).or_insert_with(|| Activity::new(claims.timestamp));
+        policy.check(claims.timestamp, entry, now)?;
+        if let (Some(perms), Some((path, action))) = (&policy.permissions, permission) {
+            if !perms.allows(path, action) {
+                return Err(PolicyDenial::PermissionsLimited);
+            }
+        }
+        Policy::record_use(entry, now);
+        Ok(())
+    }
+
+    /// Authorise a request made with a token (HTTP routes): the token must verify, its user must
+    /// exist, its stateless policy must allow the use, and the path/action must be permitted —
+    /// by the policy's own permissions when it has them, otherwise by the user's groups.
+    pub async fn authorize_token(&self, token: &str, path: &str, action: &str) -> Result<TokenClaims, TokenDenied> {
+        let claims = self.verify_token(token).ok_or(TokenDenied::BadToken)?;
+        let limited = self.token_policy(&claims).policy.permissions.is_some();
+        self.check_token_policy(&claims, Some((path, action)))
+            .map_err(|d| TokenDenied::Unauthorized(Some(d.reason().to_string())))?;
+        if limited {
+            return Ok(claims);
+        }
+        let perms = self.permissions_of(&claims.username).await.map_err(|_| TokenDenied::BadToken)?;
+        if self.data.get_record(&user_path(&claims.username)).await.ok().flatten().is_none() {
+            return Err(TokenDenied::BadToken);
+        }
+        if perms.allows(path, action) {
+            Ok(claims)
+        } else {
+            Err(TokenDenied::Unauthorized(None))
         }
     }
 
@@ -344,12 +534,23 @@ impl Security {
     /// Kept in the store at the original's path so it survives wherever the data does.
     pub async fn revoke(&self, session_id: &str) -> Result<(), DataError> {
         let data = json!({"data": {"reason": "CLIENT", "id": session_id}, "key": session_id});
-        self.put(&format!("{REVOKED_PREFIX}{session_id}"), data, now_millis()).await
+        self.put(&format!("{REVOKED_PREFIX}{session_id}"), data, now_millis()).await?;
+        self.revoked.write().insert(session_id.to_string());
+        Ok(())
     }
 
-    pub async fn is_revoked(&self, session_id: &str) -> Result<bool, DataError> {
-        Ok(self.data.get_record(&format!("{REVOKED_PREFIX}{session_id}")).await?.is_some())
+    pub fn is_revoked(&self, session_id: &str) -> bool {
+        self.revoked.read().contains(session_id)
     }
+}
+
+/// Why a token request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenDenied {
+    /// Undecodable, wrongly signed, revoked, or its user is gone.
+    BadToken,
+    /// Not permitted; `Some(reason)` for a policy denial.
+    Unauthorized(Option<String>),
 }
 
 #[cfg(test)]
@@ -368,7 +569,7 @@ mod tests {
         Credentials {
             username: Some(u.into()),
             password: Some(p.into()),
-            token: None,
+            ..Default::default()
         }
     }
 
@@ -421,6 +622,7 @@ mod tests {
             id: "x".into(),
             username: "u".into(),
             timestamp: 1,
+            ..Default::default()
         });
         let by_token = s
             .authenticate(&Credentials {
@@ -442,6 +644,7 @@ mod tests {
             id: "x".into(),
             username: "u".into(),
             timestamp: 1,
+            ..Default::default()
         });
         assert!(s
             .authenticate(&Credentials {

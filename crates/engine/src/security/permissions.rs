@@ -37,6 +37,26 @@ impl Permissions {
     }
 }
 
+/// A permission map must be `{"<path>": {"actions": ["<action>", ...]}}`; anything else is
+/// refused when a group or policy is written, so a typo never silently grants nothing.
+pub fn validate(permissions: &Map<String, Value>) -> Result<(), String> {
+    for (path, spec) in permissions {
+        if path.is_empty() {
+            return Err("a permission path must not be empty".into());
+        }
+        let Some(actions) = spec.get("actions") else {
+            return Err(format!("permission {path:?} needs an `actions` list"));
+        };
+        let Value::Array(actions) = actions else {
+            return Err(format!("permission {path:?}: `actions` must be a list, got {actions}"));
+        };
+        if let Some(bad) = actions.iter().find(|a| a.as_str().is_none_or(str::is_empty)) {
+            return Err(format!("permission {path:?}: every action must be a non-empty string, got {bad}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +80,14 @@ mod tests {
         q.add_group(json!({"/a\\u002eb/*": {"actions": ["*"]}}).as_object().unwrap());
         assert!(q.allows("/a.b/c", "remove"));
         assert!(Permissions::allow_all().allows("*", "on"));
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate(json!({"/a/*": {"actions": ["get", "post"]}}).as_object().unwrap()).is_ok());
+        assert!(validate(json!({"/a/*": {"actions": "get"}}).as_object().unwrap()).is_err());
+        assert!(validate(json!({"/a/*": {}}).as_object().unwrap()).is_err());
+        assert!(validate(json!({"/a/*": {"actions": [1]}}).as_object().unwrap()).is_err());
+        assert!(validate(json!({"": {"actions": ["get"]}}).as_object().unwrap()).is_err());
     }
 }

@@ -4,13 +4,16 @@
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenClaims {
     /// The session the token was issued to.
     pub id: String,
     pub username: String,
     /// Login time of that session, epoch ms.
     pub timestamp: i64,
+    /// The stateless profile the session matched at login: its policy governs the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 pub struct TokenSigner {
@@ -49,6 +52,7 @@ mod tests {
             id: "s1".into(),
             username: "u".into(),
             timestamp: 5,
+            profile: Some("p".into()),
         };
         let t = s.sign(&c);
         assert_eq!(s.verify(&t), Some(c));
