@@ -22,6 +22,7 @@ run fanout --subscribers 10 --inflight 8
 run subs-scale --subs 0,1000 --clients 2 --inflight 8
 run conns --count 100
 run login --clients 2
+run login-isolation --clients 2 --logins 10
 run echo --clients 2 --inflight 8
 # Every JSON line must report zero errors and some work done.
 node -e '
@@ -32,7 +33,7 @@ for (const r of lines) {
   const work = Object.entries(r).filter(([k, v]) => (k.endsWith("ops") || k === "connections" || k === "deliveries") && v > 0);
   if (errs.length || !work.length) { console.error("bench smoke: bad result", JSON.stringify(r)); bad++; }
 }
-if (lines.length < 8) { console.error("bench smoke: expected 8 result lines, got " + lines.length); bad++; }
+if (lines.length < 9) { console.error("bench smoke: expected 9 result lines, got " + lines.length); bad++; }
 console.log("bench smoke: " + lines.length + " results checked" + (bad ? ", " + bad + " bad" : ", all fine"));
 process.exit(bad ? 1 : 0);
 ' "$out"

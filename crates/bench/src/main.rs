@@ -110,6 +110,15 @@ enum Scenario {
         #[arg(long, default_value_t = 8)]
         clients: usize,
     },
+    /// get latency alone, then while N other connections log in with a password non-stop
+    LoginIsolation {
+        /// Connections doing gets (one in flight each)
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Connections logging in with a password, one login in flight each
+        #[arg(long, default_value_t = 100)]
+        logins: usize,
+    },
     /// request/response against a raw websocket echo server inside this tool: the transport
     /// ceiling of this machine for the same load shape
     Echo(Load),
@@ -135,6 +144,7 @@ fn main() {
             Scenario::SubsScale { subs, load } => scenarios::subs_scale(&cli.common, &subs, &load).await,
             Scenario::Conns { count } => scenarios::conns(&cli.common, count).await,
             Scenario::Login { clients } => scenarios::login(&cli.common, clients).await,
+            Scenario::LoginIsolation { clients, logins } => scenarios::login_isolation(&cli.common, clients, logins).await,
             Scenario::Echo(load) => scenarios::echo(&cli.common, &load).await,
         }
     });

@@ -392,6 +392,55 @@ pub async fn login(common: &Common, clients: usize) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Exact gets from `clients` connections (one in flight each, so latency is what a client sees)
+/// measured alone, then again while `logins` other connections log in with a password over and
+/// over: password hashing must not stall anyone else's requests.
+pub async fn login_isolation(common: &Common, clients: usize, logins: usize) -> Result<(), BoxError> {
+    let (mut ws, s) = conn::connect_and_login(common).await?;
+    let set = json!({"action":"set","eventId":10,"path":"/bench/get/0","data":{"v":1},"sessionId":s.id,"protocol":common.protocol});
+    conn::request(&mut ws, set, 10).await?;
+    drop(ws);
+    let gets = get_frame(1, &common.protocol);
+    let (alone, secs, _) = run_load(common, clients, 1, gets.clone()).await?;
+
+    let creds = json!({"username":common.username,"password":common.password,"info":{"_browser":false}}).to_string();
+    let protocol = common.protocol.clone();
+    let login_frame: FrameFn =
+        Arc::new(move |id, _| format!(r#"{{"action":"login","eventId":{id},"data":{creds},"protocol":"{protocol}"}}"#));
+    let mut get_conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        get_conns.push(conn::connect_and_login(common).await?);
+    }
+    let mut login_conns = Vec::with_capacity(logins);
+    for _ in 0..logins {
+        login_conns.push(conn::connect_and_login(common).await?);
+    }
+    let window = Window::after(common.warmup(), common.duration());
+    let get_tasks: Vec<_> = get_conns
+        .into_iter()
+        .map(|(ws, s)| tokio::spawn(request_loop(ws, s.id, 1, window, gets.clone())))
+        .collect();
+    let login_tasks: Vec<_> = login_conns
+        .into_iter()
+        .map(|(ws, s)| tokio::spawn(request_loop(ws, s.id, 1, window, login_frame.clone())))
+        .collect();
+    let mut busy = Tally::new();
+    for t in get_tasks {
+        busy.merge(&t.await??);
+    }
+    let mut logged_in = Tally::new();
+    for t in login_tasks {
+        logged_in.merge(&t.await??);
+    }
+    let mut r = Report::new("login-isolation", &common.label);
+    r.set("clients", clients).set("concurrent_password_logins", logins);
+    r.tally("get_alone_", &alone, secs, None)
+        .tally("get_during_logins_", &busy, common.duration().as_secs_f64(), None)
+        .tally("password_login_", &logged_in, common.duration().as_secs_f64(), None)
+        .print();
+    Ok(())
+}
+
 /// A websocket echo server on loopback: every text frame is sent straight back.
 async fn echo_server() -> Result<std::net::SocketAddr, BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -104,7 +104,6 @@ impl Security {
                 data.insert(k, v);
             }
         }
-        data.entry("custom_data").or_insert_with(|| Value::Object(Map::new()));
         match new_hash {
             Some(h) => {
                 data.insert("password".into(), Value::String(h));
@@ -113,7 +112,10 @@ impl Security {
                 Some(h) => {
                     data.insert("password".into(), h.clone());
                 }
-                None if old.is_none() => return Err(bad(format!("a new user needs a password ({name:?})"))),
+                // Key-pair users may log in by digest alone.
+                None if old.is_none() && !data.get("publicKey").is_some_and(Value::is_string) => {
+                    return Err(bad(format!("a new user needs a password or a publicKey ({name:?})")))
+                }
                 None => {}
             },
         }
@@ -172,7 +174,6 @@ impl Security {
             }
         }
         data.entry("permissions").or_insert_with(|| Value::Object(Map::new()));
-        data.entry("custom_data").or_insert_with(|| Value::Object(Map::new()));
         self.write(path, data, old.map(|r| r.created)).await
     }
 
