@@ -2,10 +2,12 @@
 //! (`/_SYSTEM/_SECURITY/_USER/<name>`, `/_SYSTEM/_SECURITY/_GROUP/<name>`, membership at
 //! `/_SYSTEM/_SECURITY/_USER/<name>/_USER_GROUP/<group>`), so any storage backend keeps them.
 
+mod http_access;
 mod password;
 mod permissions;
 mod token;
 
+pub use http_access::{http_permission_path, HttpDenied, HttpGrant, HTTP_PREFIX};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
 pub use token::{TokenClaims, TokenSigner};
