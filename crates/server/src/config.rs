@@ -78,6 +78,12 @@ pub struct Config {
     pub allow_skipped_heartbeats: u32,
     /// Primus answers at most one ping per this many ms.
     pub pong_skip_time_ms: u64,
+    /// `transport`: plain HTTP or HTTPS/WSS.
+    pub transport: crate::tls::Transport,
+    /// `middleware.security`: exclusions and the token cookie's name.
+    pub http_security: crate::http::guard::SecurityMiddleware,
+    /// `static`: a folder served over HTTP (a happn-rs addition).
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -98,6 +104,9 @@ impl Default for Config {
             security: SecurityConfig::default(),
             allow_skipped_heartbeats: 2,
             pong_skip_time_ms: 1000,
+            transport: Default::default(),
+            http_security: Default::default(),
+            static_dir: None,
         }
     }
 }
@@ -154,7 +163,7 @@ struct Reader<'a> {
     warnings: &'a mut Vec<String>,
 }
 
-fn describe(v: &Value) -> String {
+pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::String(s) => format!("the string {s:?}"),
         other => other.to_string(),
@@ -231,18 +240,8 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
                     });
                 }
             }
-            "transport" => {
-                let t = r.object("transport", v)?;
-                if let Some(mode) = t.get("mode") {
-                    let mode = r.string("transport.mode", mode)?;
-                    if mode != "http" {
-                        return Err(ConfigError::Invalid {
-                            key: "transport.mode".into(),
-                            message: format!("{mode:?} is not available in this version of happn-rs (http only)"),
-                        });
-                    }
-                }
-            }
+            "transport" => c.transport = crate::tls::Transport::from_value(v, r.warnings)?,
+            "static" => c.static_dir = Some(PathBuf::from(r.string("static", v)?)),
             "adminUser" => read_admin(&mut r, "adminUser", v, &mut c.security)?,
             "sessionTokenSecret" => c.security.token_secret = Some(r.string(key, v)?),
             "users" => c.security.users = read_users(&mut r, v)?,
@@ -260,7 +259,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
                 }
             }
             "deferListen" => r.unsupported(key, "the server always listens"),
-            "middleware" => r.unsupported(key, "HTTP middleware options arrive with the security model"),
+            "middleware" => c.http_security = crate::http::guard::SecurityMiddleware::from_middleware("middleware", v, r.warnings)?,
             other => r.unknown(other),
         }
     }
@@ -421,6 +420,16 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                 }
             }
             "data" => read_data(r, &format!("{key}.config"), cfg, &mut c.data)?,
+            // happn 3's place for the HTTP middleware options; 2.x has them at the top level.
+            "connect" => {
+                for (k, mv) in cfg {
+                    let mk = format!("{key}.config.{k}");
+                    match k.as_str() {
+                        "middleware" => c.http_security = crate::http::guard::SecurityMiddleware::from_middleware(&mk, mv, r.warnings)?,
+                        _ => r.unknown(&mk),
+                    }
+                }
+            }
             _ => r.unknown(&key),
         }
     }

@@ -1,20 +1,28 @@
 //! The HTTP side: the Primus endpoint (`/primus*`: websocket upgrade, `/primus/spec`, 426 for
-//! anything else), and happn's small routes (`/version`, `/ping`). In secure mode other paths
-//! need a session token (cookie `happn_token` or `?happn_token=`), as in the original.
+//! anything else), and happn's small routes (`/version`, `/ping`). Then, in secure mode, the
+//! security middleware ([`guard`]: `/auth/login`, and a session token for everything else), and
+//! last the static folder ([`static_files`]) and the 404 — the original's middleware order.
+
+mod auth;
+pub mod guard;
+mod params;
+pub mod static_files;
 
 use crate::conn::{self, Heartbeat};
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use static_files::StaticFiles;
 use std::sync::Arc;
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, static_files: Option<StaticFiles>) -> Router {
     Router::new()
         .fallback(dispatch)
+        .layer(Extension(static_files.map(Arc::new)))
         .layer(axum::middleware::map_response(shape_headers))
         .with_state(state)
 }
@@ -44,6 +52,7 @@ const PRIMUS_SPEC: &str = r#"{"version":"6.0.1","pathname":"/primus","timeout":3
 
 async fn dispatch(
     State(state): State<Arc<AppState>>,
+    Extension(static_files): Extension<Option<Arc<StaticFiles>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -74,11 +83,13 @@ async fn dispatch(
         return text(StatusCode::OK, "pong");
     }
     if state.config.secure {
-        let Some(token) = token_of(&uri, &headers) else {
-            return forbidden("happn_token cookie missing in request");
-        };
-        if state.security.verify_token(&token).is_none() {
-            return forbidden("invalid token format or null token");
+        if let guard::Gate::Respond(resp) = guard::gate(&state, &method, &uri, &headers).await {
+            return resp;
+        }
+    }
+    if let Some(files) = &static_files {
+        if let Some(resp) = files.serve(&method, &uri).await {
+            return resp;
         }
     }
     text(StatusCode::NOT_FOUND, &format!("Cannot {} {}", method, path))
@@ -117,31 +128,10 @@ fn primus_http(method: &Method, path: &str, headers: &HeaderMap) -> Response {
     resp
 }
 
-fn token_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    for cookie in headers.get_all(header::COOKIE) {
-        for part in cookie.to_str().unwrap_or("").split(';') {
-            if let Some(v) = part.trim().strip_prefix("happn_token=") {
-                return Some(v.to_string());
-            }
-        }
-    }
-    uri.query()?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("happn_token=").map(str::to_string))
-}
-
 fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
-}
-
-/// 403 with the original's status text `unauthorized access`.
-fn forbidden(body: &str) -> Response {
-    let mut r = text(StatusCode::FORBIDDEN, body);
-    r.extensions_mut()
-        .insert(hyper::ext::ReasonPhrase::from_static(b"unauthorized access"));
-    r
 }

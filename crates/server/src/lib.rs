@@ -9,6 +9,7 @@ pub mod http;
 pub mod outbox;
 pub mod state;
 pub mod system;
+pub mod tls;
 pub mod tools;
 
 use config::Config;
@@ -30,6 +31,10 @@ pub enum StartError {
     Data(#[from] happn_engine::DataError),
     #[error("cannot open the data store {path}: {err}")]
     Store { path: String, err: happn_engine::StoreError },
+    #[error("https: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Static(#[from] http::static_files::StaticDirError),
 }
 
 /// Open the stores the config asks for: one durable file by default, everything in memory with
@@ -121,15 +126,32 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     if config.secure && config.security.admin_password.is_none() {
         tracing::warn!("the _ADMIN user still has the default password 'happn': set adminUser.password in the config");
     }
+    // Certificates and the static folder are checked before listening, so a bad path stops the
+    // start with a clear message instead of failing requests later.
+    let tls = match &config.transport {
+        tls::Transport::Http => None,
+        tls::Transport::Https(source) => {
+            let (cert, key) = tls::load_pem(source, &config.host)?;
+            Some(tls::acceptor(&cert, &key)?)
+        }
+    };
+    let static_files = config
+        .static_dir
+        .as_deref()
+        .map(http::static_files::StaticFiles::open)
+        .transpose()?;
+    if let Some(files) = &static_files {
+        tracing::info!(root = %files.root().display(), "serving static files");
+    }
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
     let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
     let state = Arc::new(AppState::new(config, name, public_key, data, security));
-    let app = http::router(state.clone());
+    let app = http::router(state.clone(), static_files);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(accept_loop(listener, app, stop_rx));
+    let task = tokio::spawn(accept_loop(listener, app, tls, stop_rx));
     Ok(Server {
         local_addr,
         state,
@@ -138,13 +160,21 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     })
 }
 
-/// Serve HTTP/1.1 with upgrades. hyper is driven directly (not `axum::serve`) so that header
-/// names go out title-cased and the 101 reply carries no `Date`, as the reference's does.
-async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, mut stop: tokio::sync::oneshot::Receiver<()>) {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
+/// A TLS client gets this long to finish its handshake before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve HTTP/1.1 with upgrades, over TLS when `tls` is set. hyper is driven directly (not
+/// `axum::serve`) so that header names go out title-cased and the 101 reply carries no `Date`,
+/// as the reference's does.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.title_case_headers(true).auto_date_header(false);
+    let builder = Arc::new(builder);
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut stop => return,
@@ -159,13 +189,36 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: axum::Router, mut s
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "http connection error");
+        let (app, builder) = (app.clone(), builder.clone());
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(builder, app, stream));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                // The handshake runs in the connection's task so a slow client never holds up
+                // the accept loop.
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => serve_connection(builder, app, tls_stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn serve_connection<S>(builder: Arc<hyper::server::conn::http1::Builder>, app: axum::Router, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let service = TowerToHyperService::new(app);
+    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+        tracing::debug!(error = %e, "http connection error");
     }
 }
 

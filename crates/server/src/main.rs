@@ -42,6 +42,9 @@ struct Cli {
     /// Keep everything in memory: nothing survives a restart
     #[arg(long)]
     memory: bool,
+    /// Serve the files of this folder over HTTP (guarded by /@HTTP permissions in secure mode)
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -121,6 +124,9 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
     if cli.memory {
         c.data.memory = true;
     }
+    if let Some(d) = &cli.static_dir {
+        c.static_dir = Some(d.clone());
+    }
     Ok(loaded)
 }
 
@@ -170,8 +176,11 @@ fn main() -> ExitCode {
             }
         };
         println!(
-            "happn-rs listening on {} (name {}, secure {})",
-            server.local_addr, server.state.name, server.state.config.secure
+            "happn-rs listening on {} ({}, name {}, secure {})",
+            server.local_addr,
+            server.state.config.transport.scheme(),
+            server.state.name,
+            server.state.config.secure
         );
         let mode = wait_for_signal().await;
         tracing::info!(?mode, "shutting down");

@@ -215,6 +215,7 @@ const liveClients = new Set();
  *   opts.anonymous          send no credentials even on a secure server
  *   opts.pubsub             config.pubsub.options (ping, pong, reconnect ...)
  *   opts.info, opts.token
+ *   opts.protocol           'https' for a TLS server (with opts.allowSelfSignedCerts)
  */
 function connect(srv, opts) {
   opts = opts || {};
@@ -228,6 +229,8 @@ function connect(srv, opts) {
     else if (secure && !opts.token) config.password = 'happn';
   }
   if (opts.token) config.token = opts.token;
+  if (opts.protocol) config.protocol = opts.protocol;
+  if (opts.allowSelfSignedCerts) config.allowSelfSignedCerts = true;
   if (opts.pubsub) config.pubsub = { options: Object.assign({}, opts.pubsub) };
   const options = { config, utils: { logLevel: LOG_LEVEL }, connectTimeout: opts.connectTimeout || 8000 };
   if (opts.info) options.info = opts.info;
@@ -595,6 +598,34 @@ function httpGet(port, p, headers) {
   }), 5000, 'GET ' + p);
 }
 
+/**
+ * Any HTTP(S) request; resolves {status, statusMessage, headers, body, peerCertificate}.
+ *   opts.method, opts.headers, opts.body
+ *   opts.https  true -> TLS (certificates are not verified; compare peerCertificate instead)
+ */
+function httpRequest(port, p, opts) {
+  opts = opts || {};
+  const mod = opts.https ? require('https') : http;
+  const options = {
+    host: '127.0.0.1', port, method: opts.method || 'GET', path: p, agent: false,
+    headers: Object.assign({ Connection: 'close' }, opts.headers || {}),
+  };
+  if (opts.https) options.rejectUnauthorized = false;
+  return withTimeout(new Promise((resolve, reject) => {
+    const req = mod.request(options, res => {
+      const peerCertificate = opts.https ? res.socket.getPeerCertificate() : undefined;
+      const chunks = [];
+      res.on('data', d => chunks.push(d));
+      res.on('end', () => resolve({
+        status: res.statusCode, statusMessage: res.statusMessage, headers: res.headers,
+        body: Buffer.concat(chunks).toString('utf8'), peerCertificate,
+      }));
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  }), 5000, (opts.method || 'GET') + ' ' + p);
+}
+
 /** send a websocket upgrade request by hand and return the raw response head */
 function rawHandshake(port, p, extraHeaders) {
   const key = crypto.randomBytes(16).toString('base64');
@@ -716,6 +747,6 @@ module.exports = {
   startServer, runCli, ServerHandle,
   connect, set, get, remove, getPaths, setSibling, on, off, offPath, offAll, disconnect,
   destroyClient, expectError, collector, cbCall, spyClient, watchClient, TcpProxy,
-  RawSocket, httpGet, rawHandshake,
+  RawSocket, httpGet, httpRequest, rawHandshake,
   m, diffShape, assertShape, safeJson, paths, keys, cleanup, plain, deq,
 };

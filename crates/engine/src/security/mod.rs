@@ -3,12 +3,14 @@
 //! `/_SYSTEM/_SECURITY/_USER/<name>/_USER_GROUP/<group>`), so any storage backend keeps them.
 
 mod directory;
+mod http_access;
 mod password;
 mod permissions;
 pub mod policy;
 mod token;
 
 pub use directory::{redact_user, SecurityPath};
+pub use http_access::{http_permission_path, HttpDenied, HttpGrant, HTTP_PREFIX};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
 pub use policy::{Activity, Policy, PolicyDenial, Profile, Profiles};
@@ -508,28 +510,6 @@ impl Security {
         Ok(())
     }
 
-    /// Authorise a request made with a token (HTTP routes): the token must verify, its user must
-    /// exist, its stateless policy must allow the use, and the path/action must be permitted —
-    /// by the policy's own permissions when it has them, otherwise by the user's groups.
-    pub async fn authorize_token(&self, token: &str, path: &str, action: &str) -> Result<TokenClaims, TokenDenied> {
-        let claims = self.verify_token(token).ok_or(TokenDenied::BadToken)?;
-        let limited = self.token_policy(&claims).policy.permissions.is_some();
-        self.check_token_policy(&claims, Some((path, action)))
-            .map_err(|d| TokenDenied::Unauthorized(Some(d.reason().to_string())))?;
-        if limited {
-            return Ok(claims);
-        }
-        let perms = self.permissions_of(&claims.username).await.map_err(|_| TokenDenied::BadToken)?;
-        if self.data.get_record(&user_path(&claims.username)).await.ok().flatten().is_none() {
-            return Err(TokenDenied::BadToken);
-        }
-        if perms.allows(path, action) {
-            Ok(claims)
-        } else {
-            Err(TokenDenied::Unauthorized(None))
-        }
-    }
-
     /// `revoke-session`: the session (and every token minted for it) is refused from now on.
     /// Kept in the store at the original's path so it survives wherever the data does.
     pub async fn revoke(&self, session_id: &str) -> Result<(), DataError> {
@@ -542,15 +522,6 @@ impl Security {
     pub fn is_revoked(&self, session_id: &str) -> bool {
         self.revoked.read().contains(session_id)
     }
-}
-
-/// Why a token request was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenDenied {
-    /// Undecodable, wrongly signed, revoked, or its user is gone.
-    BadToken,
-    /// Not permitted; `Some(reason)` for a policy denial.
-    Unauthorized(Option<String>),
 }
 
 #[cfg(test)]
