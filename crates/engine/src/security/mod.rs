@@ -2,10 +2,13 @@
 //! (`/_SYSTEM/_SECURITY/_USER/<name>`, `/_SYSTEM/_SECURITY/_GROUP/<name>`, membership at
 //! `/_SYSTEM/_SECURITY/_USER/<name>/_USER_GROUP/<group>`), so any storage backend keeps them.
 
+pub mod crypto;
+pub mod nonce;
 mod password;
 mod permissions;
 mod token;
 
+pub use nonce::{NonceError, DEFAULT_NONCE_TTL};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
 pub use token::{TokenClaims, TokenSigner};
@@ -30,6 +33,8 @@ pub struct UserSpec {
     pub password: Option<String>,
     pub groups: Vec<String>,
     pub custom_data: Option<Value>,
+    /// base64 secp256k1 public key for key-pair (digest) login.
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,6 +72,8 @@ pub struct SecurityConfig {
     pub groups: Vec<GroupSpec>,
     /// HS256 secret for session tokens; random per start when absent.
     pub token_secret: Option<String>,
+    /// How long a `request-nonce` nonce stays valid (`defaultNonceTTL`; 60 s when absent).
+    pub nonce_ttl: Option<std::time::Duration>,
 }
 
 /// A user who has proven who they are.
@@ -74,6 +81,9 @@ pub struct SecurityConfig {
 pub struct AuthenticatedUser {
     pub username: String,
     pub permissions: Arc<Permissions>,
+    /// The session's public key: the one sent with the credentials, else the user's stored one.
+    /// A session with a public key gets a payload-encryption secret.
+    pub public_key: Option<String>,
 }
 
 /// What a login request carries (`data` of the login message).
@@ -82,15 +92,24 @@ pub struct Credentials {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Key-pair login: base64 DER signature of the nonce issued for `public_key`.
+    pub digest: Option<String>,
+    pub public_key: Option<String>,
+    /// `"password"` or `"digest"`, as the client labels it; informational (a digest decides).
+    pub login_type: Option<String>,
 }
 
 impl Credentials {
     pub fn from_value(data: &Value) -> Credentials {
-        let s = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+        // Empty strings count as absent, as the original's truthiness checks do.
+        let s = |k: &str| data.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         Credentials {
             username: s("username"),
             password: s("password"),
             token: s("token"),
+            digest: s("digest"),
+            public_key: s("publicKey"),
+            login_type: s("loginType"),
         }
     }
 }
@@ -101,6 +120,7 @@ pub struct Security {
     lockout: LockoutConfig,
     /// username → (failed attempts, time of the last failure). In memory, as the original.
     failures: parking_lot::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+    nonces: nonce::NonceCache,
 }
 
 fn user_path(name: &str) -> String {
@@ -159,6 +179,7 @@ impl Security {
             signer: TokenSigner::new(&secret),
             lockout: config.lockout.clone(),
             failures: Default::default(),
+            nonces: nonce::NonceCache::new(config.nonce_ttl.unwrap_or(DEFAULT_NONCE_TTL)),
         }
     }
 
@@ -194,6 +215,9 @@ impl Security {
         for u in &config.users {
             validate_name(&u.username).map_err(DataError::BadRequest)?;
             let mut rec = json!({"username": u.username, "custom_data": u.custom_data.clone().unwrap_or(json!({}))});
+            if let Some(pk) = &u.public_key {
+                rec["publicKey"] = Value::String(pk.clone());
+            }
             match &u.password {
                 Some(pw) => {
                     let pw = pw.clone();
@@ -231,13 +255,14 @@ impl Security {
             .await
     }
 
-    /// Password or token login, with account lockout. Unknown users, wrong passwords and bad
-    /// tokens are all `Invalid credentials`; failures count against the username given.
+    /// Password, token or key-pair (digest) login, with account lockout. Unknown users, wrong
+    /// passwords, bad tokens and bad digests are all `Invalid credentials`; failures count against
+    /// the username given. A digest login without a live nonce is `NonceExpired` (not counted).
     pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthenticatedUser, AccessError> {
         let counted = creds
             .username
             .clone()
-            .filter(|_| self.lockout.enabled && (creds.password.is_some() || creds.token.is_some()));
+            .filter(|_| self.lockout.enabled && (creds.password.is_some() || creds.token.is_some() || creds.digest.is_some()));
         if let Some(name) = &counted {
             if self.locked_out(name) {
                 return Err(AccessError::LockedOut);
@@ -275,6 +300,9 @@ impl Security {
         let username = if let Some(token) = &creds.token {
             let claims = self.verify_token(token).await.ok_or(AccessError::InvalidCredentials)?;
             claims.username
+        } else if let (Some(username), Some(digest)) = (&creds.username, &creds.digest) {
+            self.check_digest(username, digest, creds.public_key.as_deref()).await?;
+            username.clone()
         } else {
             let (Some(username), Some(password)) = (&creds.username, &creds.password) else {
                 return Err(AccessError::InvalidCredentials);
@@ -288,11 +316,48 @@ impl Security {
             username.clone()
         };
         // Token logins still need the user to exist (a deleted user's tokens die with it).
-        if self.load_user(&username).await?.is_none() {
+        let Some(user) = self.load_user(&username).await? else {
             return Err(AccessError::InvalidCredentials);
-        }
+        };
+        let public_key = creds
+            .public_key
+            .clone()
+            .or_else(|| user.data.get("publicKey").and_then(Value::as_str).map(str::to_string));
         let permissions = Arc::new(self.permissions_of(&username).await.map_err(|_| AccessError::InvalidCredentials)?);
-        Ok(AuthenticatedUser { username, permissions })
+        Ok(AuthenticatedUser {
+            username,
+            permissions,
+            public_key,
+        })
+    }
+
+    /// Key-pair login: the user's stored public key must be the one presented, a nonce must have
+    /// been issued to that key within the TTL, and the digest must be that key's signature of it.
+    async fn check_digest(&self, username: &str, digest: &str, public_key: Option<&str>) -> Result<(), AccessError> {
+        let user = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
+        let stored = user.data.get("publicKey").and_then(Value::as_str);
+        let Some(public_key) = public_key.filter(|pk| Some(*pk) == stored) else {
+            return Err(AccessError::InvalidCredentials);
+        };
+        let nonce = self.nonces.current(public_key).ok_or(AccessError::NonceExpired)?;
+        let key = crypto::parse_public_key(public_key).map_err(|_| AccessError::InvalidCredentials)?;
+        if crypto::verify_digest(&nonce, digest, &key) {
+            Ok(())
+        } else {
+            Err(AccessError::InvalidCredentials)
+        }
+    }
+
+    /// `request-nonce` (and its HTTP twin `/auth/request-nonce`): a fresh nonce for `public_key`
+    /// (base64 secp256k1 point), valid for `defaultNonceTTL` and reusable until then; asking again
+    /// replaces it. The client signs it and logs in with `{username, publicKey, digest}`.
+    /// An empty key is [`NonceError::MissingPublicKey`]; allowed in insecure mode too.
+    pub fn request_nonce(&self, public_key: &str) -> Result<String, NonceError> {
+        if public_key.is_empty() {
+            return Err(NonceError::MissingPublicKey);
+        }
+        crypto::parse_public_key(public_key).map_err(NonceError::InvalidPublicKey)?;
+        Ok(self.nonces.issue(public_key))
     }
 
     /// Exact lookup by name (the original's prefix lookup picked the wrong user).
@@ -353,6 +418,9 @@ impl Security {
 }
 
 #[cfg(test)]
+mod digest_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::MemoryStore;
@@ -368,7 +436,7 @@ mod tests {
         Credentials {
             username: Some(u.into()),
             password: Some(p.into()),
-            token: None,
+            ..Default::default()
         }
     }
 
@@ -381,13 +449,13 @@ mod tests {
                     username: "u".into(),
                     password: Some("pu".into()),
                     groups: vec!["g".into()],
-                    custom_data: None,
+                    ..Default::default()
                 },
                 UserSpec {
                     username: "u1".into(),
                     password: Some("pu1".into()),
                     groups: vec![],
-                    custom_data: None,
+                    ..Default::default()
                 },
             ],
             groups: vec![GroupSpec {
