@@ -70,6 +70,8 @@ pub struct Config {
     pub host: String,
     pub name: Option<String>,
     pub secure: bool,
+    /// `encryptPayloads`: ECIES login and AES-encrypted frames afterwards (needs `secure`).
+    pub encrypt_payloads: bool,
     pub max_frame_bytes: usize,
     /// Bytes a connection may have queued for sending before it is closed as a slow consumer.
     pub max_queue_bytes: usize,
@@ -93,6 +95,7 @@ impl Default for Config {
             host: DEFAULT_HOST.to_string(),
             name: None,
             secure: false,
+            encrypt_payloads: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             security: SecurityConfig::default(),
@@ -202,6 +205,55 @@ impl Reader<'_> {
     }
 }
 
+impl Config {
+    /// Checks across keys, run once every source (file, environment, flags) is applied.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.encrypt_payloads && !self.secure {
+            // The original accepts this and then never answers a login; refuse up front instead.
+            return Err(ConfigError::Invalid {
+                key: "encryptPayloads".into(),
+                message: "payload encryption needs logins: set \"secure\": true (or --secure) as well".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A duration in milliseconds: a number, or an `ms`-library string such as `"10 minutes"`,
+/// `"1.5h"` or `"500"`, as the original's `utils.toMilliseconds` accepts.
+fn duration_ms(key: &str, v: &Value) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::Type {
+        key: key.into(),
+        expected: "milliseconds, or a duration such as \"10 minutes\"",
+        got: describe(v),
+    };
+    let ms = match v {
+        Value::Number(n) => n.as_f64().ok_or_else(bad)?,
+        Value::String(s) => {
+            let s = s.trim().to_ascii_lowercase();
+            let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: f64 = num.parse().map_err(|_| bad())?;
+            let factor = match unit.trim() {
+                "" | "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1.0,
+                "s" | "sec" | "secs" | "second" | "seconds" => 1e3,
+                "m" | "min" | "mins" | "minute" | "minutes" => 60e3,
+                "h" | "hr" | "hrs" | "hour" | "hours" => 3_600e3,
+                "d" | "day" | "days" => 86_400e3,
+                "w" | "week" | "weeks" => 604_800e3,
+                "y" | "yr" | "yrs" | "year" | "years" => 31_557_600e3,
+                _ => return Err(bad()),
+            };
+            n * factor
+        }
+        _ => return Err(bad()),
+    };
+    if !ms.is_finite() || ms < 0.0 || ms > (u64::MAX >> 1) as f64 {
+        return Err(bad());
+    }
+    Ok(ms.round() as u64)
+}
+
 /// Interpret a merged config document.
 pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
@@ -223,14 +275,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "dataDir" => c.data.dir = PathBuf::from(r.string("dataDir", v)?),
             "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
             "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
-            "encryptPayloads" => {
-                if r.boolean("encryptPayloads", v)? {
-                    return Err(ConfigError::Invalid {
-                        key: key.clone(),
-                        message: "payload encryption is not available in this version of happn-rs".into(),
-                    });
-                }
-            }
+            "encryptPayloads" => c.encrypt_payloads = r.boolean("encryptPayloads", v)?,
             "transport" => {
                 let t = r.object("transport", v)?;
                 if let Some(mode) = t.get("mode") {
@@ -294,6 +339,14 @@ fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigErro
                 "username" => spec.username = r.string(&format!("{key}.username"), fv)?,
                 "password" => spec.password = Some(r.string(&format!("{key}.password"), fv)?),
                 "custom_data" => spec.custom_data = Some(fv.clone()),
+                "publicKey" => {
+                    let pk = r.string(&format!("{key}.publicKey"), fv)?;
+                    happn_engine::security::crypto::parse_public_key(&pk).map_err(|e| ConfigError::Invalid {
+                        key: format!("{key}.publicKey"),
+                        message: format!("{e} (expected base64 of a secp256k1 public key)"),
+                    })?;
+                    spec.public_key = Some(pk);
+                }
                 "groups" => {
                     let gs = fv.as_array().ok_or_else(|| ConfigError::Type {
                         key: format!("{key}.groups"),
@@ -378,6 +431,9 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                         "adminUser" => read_admin(r, &sk, sv, &mut c.security)?,
                         "sessionTokenSecret" => c.security.token_secret = Some(r.string(&sk, sv)?),
                         "adminGroup" => {}
+                        "defaultNonceTTL" => {
+                            c.security.nonce_ttl = Some(std::time::Duration::from_millis(duration_ms(&sk, sv)?));
+                        }
                         "accountLockout" => {
                             for (lk, lv) in r.object(&sk, sv)? {
                                 let lkey = format!("{sk}.{lk}");
@@ -547,6 +603,43 @@ mod tests {
         assert_eq!(l.config.data.path_of("x.redb"), PathBuf::from("./happn-data/x.redb"));
         assert!(from_value(&json!({"services": {"data": {"config": {"durability": "sometimes"}}}})).is_err());
         assert!(Config::default().data.memory, "the library default is in memory");
+    }
+
+    #[test]
+    fn encryption_and_key_pair_keys() {
+        let pk = "AiNc+OG9jt6GjoyVkf+J4+yAL5QPk2oqbGmyZKdTXRfS";
+        let l = from_value(&json!({
+            "secure": true, "encryptPayloads": true,
+            "users": [{"username": "k", "publicKey": pk, "groups": []}],
+            "services": {"security": {"config": {"defaultNonceTTL": "10 minutes"}}}
+        }))
+        .unwrap();
+        assert!(l.config.encrypt_payloads);
+        l.config.check().unwrap();
+        assert_eq!(l.config.security.users[0].public_key.as_deref(), Some(pk));
+        assert_eq!(l.config.security.nonce_ttl, Some(std::time::Duration::from_secs(600)));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+
+        let insecure = from_value(&json!({"encryptPayloads": true})).unwrap();
+        let e = insecure.config.check().unwrap_err().to_string();
+        assert!(e.contains("encryptPayloads") && e.contains("secure"), "{e}");
+
+        let e = from_value(&json!({"users": [{"username": "k", "publicKey": "not a key"}]}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("users[0].publicKey"), "{e}");
+        let ttl = |v: Value| from_value(&json!({"services": {"security": {"config": {"defaultNonceTTL": v}}}}));
+        assert_eq!(
+            ttl(json!(1500)).unwrap().config.security.nonce_ttl,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(
+            ttl(json!("1.5h")).unwrap().config.security.nonce_ttl,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert!(ttl(json!("soon")).is_err());
+        assert!(ttl(json!(-1)).is_err());
     }
 
     #[test]

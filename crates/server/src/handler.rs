@@ -6,7 +6,7 @@ use happn_engine::data::{Found, SetOptions, Written};
 use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
-use happn_engine::security::{AuthenticatedUser, Credentials, TokenClaims, SECURITY_PREFIX, USER_PREFIX};
+use happn_engine::security::{crypto, AuthenticatedUser, Credentials, NonceError, TokenClaims, SECURITY_PREFIX, USER_PREFIX};
 use happn_engine::session::new_session_id;
 use happn_engine::{AccessError, DataError};
 use happn_protocol::request::{truthy, type_name};
@@ -28,11 +28,17 @@ pub struct Session {
 pub struct Conn {
     pub key: u64,
     pub session: Option<Session>,
+    /// The session's payload cipher after an encrypted login (`encryptPayloads`).
+    pub cipher: Option<Arc<crate::encryption::FrameCipher>>,
 }
 
 impl Conn {
     pub fn new(key: u64) -> Self {
-        Conn { key, session: None }
+        Conn {
+            key,
+            session: None,
+            cipher: None,
+        }
     }
 
     fn subscriber(&self) -> Option<Subscriber> {
@@ -58,6 +64,7 @@ impl Conn {
 enum Failure {
     Data(DataError),
     Access(AccessError),
+    Nonce(NonceError),
     Bad(String),
 }
 
@@ -82,6 +89,9 @@ impl Failure {
         match self {
             Failure::Data(e) => WireError::error(e),
             Failure::Bad(m) => WireError::error(m),
+            Failure::Nonce(e) => WireError::error(e),
+            // The original answers a digest login without a live nonce with a plain Error.
+            Failure::Access(e @ AccessError::NonceExpired) => WireError::error(e),
             Failure::Access(AccessError::Unauthorized { reason }) => WireError::access_denied("unauthorized", reason.clone()),
             Failure::Access(e) => WireError::access_denied(e.to_string(), None),
         }
@@ -96,6 +106,14 @@ fn send(tx: &Outbox, frame: String) {
 
 /// Handle one decoded JSON frame.
 pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value) {
+    // Payload encryption: unwrap encrypted frames and logins; refusals go out in clear.
+    let frame = match crate::encryption::incoming(state, conn, frame) {
+        Ok(f) => f,
+        Err(reply) => {
+            tx.clear(reply);
+            return;
+        }
+    };
     let mut req = match Request::parse(frame) {
         Ok(r) => r,
         Err(RequestError::NotAnObject) => return send(tx, anonymous_error(&WireError::unknown_action("undefined"))),
@@ -121,10 +139,21 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
     };
     let outcome = match req.action {
         Action::Describe => Ok(describe(state, &req)),
-        Action::Login => login(state, conn, &req).await,
-        Action::RequestNonce => Err(Failure::Bad(
-            "key-pair (digest) login is not available in this version of happn-rs".into(),
-        )),
+        Action::Login => match login(state, conn, &req).await {
+            Ok(reply) => match crate::encryption::send_login_reply(state, conn, tx, reply) {
+                Ok(()) => return,
+                Err(message) => {
+                    // Back to a connection without a session, in clear both ways.
+                    conn.end_session(state);
+                    state.set_session(conn.key, None, false);
+                    conn.cipher = None;
+                    tx.encrypt_with(None);
+                    Err(Failure::Bad(message))
+                }
+            },
+            Err(f) => Err(f),
+        },
+        Action::RequestNonce => request_nonce(state, &req),
         _ => match authorize(state, conn, &req).await {
             Err(f) => Err(f),
             Ok(()) => match req.action {
@@ -151,9 +180,15 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
             },
         },
     };
-    match outcome {
-        Ok(frame) => send(tx, frame),
-        Err(f) => send(tx, base_reply(&req).error(&f.to_wire())),
+    let frame = match outcome {
+        Ok(frame) => frame,
+        Err(f) => base_reply(&req).error(&f.to_wire()),
+    };
+    // Describe replies and login errors are never encrypted (the client has no secret for them).
+    if matches!(req.action, Action::Describe | Action::Login) {
+        tx.clear(frame);
+    } else {
+        send(tx, frame);
     }
 }
 
@@ -171,7 +206,7 @@ fn base_reply(req: &Request) -> Reply<'_> {
 }
 
 fn describe(state: &AppState, req: &Request) -> String {
-    let data = json!({"name": state.name, "secure": state.config.secure, "encryptPayloads": false, "publicKey": state.public_key});
+    let data = json!({"name": state.name, "secure": state.config.secure, "encryptPayloads": state.config.encrypt_payloads, "publicKey": state.public_key});
     base_reply(req).ok(&data.to_string(), &RecordMeta::default())
 }
 
@@ -215,9 +250,20 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     reply.insert("info".into(), Value::Object(info));
     reply.insert("index".into(), index.into());
     reply.insert("type".into(), 1.into());
+    // A session with a public key gets the passphrase for payload encryption (sent in the reply,
+    // which is ECIES-sealed when the server encrypts payloads).
+    let secret = user.as_ref().and_then(|u| u.public_key.as_ref()).map(|_| crypto::session_secret());
     if let Some(u) = &user {
-        reply.insert("user".into(), json!({"username": u.username}));
+        let mut shown = json!({"username": u.username});
+        if let Some(pk) = &u.public_key {
+            shown["publicKey"] = Value::String(pk.clone());
+        }
+        reply.insert("user".into(), shown);
     }
+    if let Some(s) = &secret {
+        reply.insert("secret".into(), Value::String(s.clone()));
+    }
+    conn.cipher = crate::encryption::session_cipher(state, secret.as_deref());
     conn.session = Some(Session {
         id: id.clone(),
         index,
@@ -225,6 +271,18 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     });
     state.set_session(conn.key, Some(id), cluster_member);
     Ok(base_reply(req).ok(&Value::Object(reply).to_string(), &RecordMeta::default()))
+}
+
+/// `request-nonce`: a nonce for the key-pair login of `data.publicKey` (also in insecure mode).
+fn request_nonce(state: &AppState, req: &Request) -> Outcome {
+    let public_key = req
+        .data
+        .as_ref()
+        .and_then(|d| d.get("publicKey"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let nonce = state.security.request_nonce(public_key).map_err(Failure::Nonce)?;
+    Ok(base_reply(req).ok(&json!({"nonce": nonce}).to_string(), &RecordMeta::default()))
 }
 
 /// The path a permission check is about: the channel's data path for `on`.
