@@ -8,13 +8,23 @@
 //   node scripts/wire-compare.js reference.txt ours.txt
 //
 // Prints the differences, grouped by scenario and connection ("-" reference only, "+" ours only).
+// Values that are random on every run in either server are masked first: the payload-encryption
+// session `secret`, and ciphertexts (kept as their length, which still shows the plaintext size).
 const fs = require('fs');
+
+function mask(line) {
+  return line
+    .replace(/"secret":"[^"]*"/g, '"secret":"<secret>"')
+    .replace(/"encrypted":"([0-9a-f]*)"/g, (_, hex) => '"encrypted":"<hex:' + hex.length + '>"')
+    .replace(/"encrypted":\{"type":"Buffer","data":\[([0-9,]*)\]\}/g, (_, b) => '"encrypted":"<buffer:' + (b ? b.split(',').length : 0) + '>"');
+}
 
 function parse(file) {
   const scenarios = new Map();
   let cur = null;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (!line) continue;
+  for (const raw of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (!raw) continue;
+    const line = mask(raw);
     if (line.startsWith('=== ')) {
       cur = { conns: new Map(), other: [] };
       scenarios.set(line.slice(4), cur);

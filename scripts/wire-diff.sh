@@ -13,7 +13,7 @@ shared=${HAPPN_SHARED:-$root/../shared}
 recorder=$shared/tools/wire-recorder/record.js
 reference=$shared/spec/traces/reference-2.21.0.jsonl
 bin=${HAPPN_RS_BIN:-$root/target/release/happn-rs}
-covered=connect-describe-login,login-bad-password,set-variants,get-variants,remove-variants,raw-primus-protocol,large-and-unicode-payload,raw-server-heartbeat,client-custom-heartbeat,on-event-types,on-count-1,on-initial-callback-emit,off-variants,two-clients-pubsub,server-shutdown-reconnect,server-shutdown-no-reconnect,reconnect-after-restart,idle-heartbeat-40s,client-pong-timeout,access-denied,login-with-token,server-side-disconnect,disconnect-revoke-session
+covered=connect-describe-login,login-bad-password,set-variants,get-variants,remove-variants,raw-primus-protocol,large-and-unicode-payload,raw-server-heartbeat,client-custom-heartbeat,on-event-types,on-count-1,on-initial-callback-emit,off-variants,two-clients-pubsub,server-shutdown-reconnect,server-shutdown-no-reconnect,reconnect-after-restart,idle-heartbeat-40s,client-pong-timeout,access-denied,login-with-token,server-side-disconnect,disconnect-revoke-session,login-digest,encrypted-payloads,http-endpoints
 scenarios=${1:-$covered}
 out=$root/target/traces
 mkdir -p "$out"

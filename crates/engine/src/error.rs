@@ -38,4 +38,8 @@ pub enum AccessError {
     /// A data request on a socket that has not logged in.
     #[error("not logged in")]
     NotLoggedIn,
+    /// Digest login with no live nonce for the key (not counted by the lockout). On the wire a
+    /// plain error, not AccessDenied, as in the original.
+    #[error("nonce expired or public key invalid")]
+    NonceExpired,
 }

@@ -70,6 +70,8 @@ pub struct Config {
     pub host: String,
     pub name: Option<String>,
     pub secure: bool,
+    /// `encryptPayloads`: ECIES login and AES-encrypted frames afterwards (needs `secure`).
+    pub encrypt_payloads: bool,
     pub max_frame_bytes: usize,
     /// Bytes a connection may have queued for sending before it is closed as a slow consumer.
     pub max_queue_bytes: usize,
@@ -99,6 +101,7 @@ impl Default for Config {
             host: DEFAULT_HOST.to_string(),
             name: None,
             secure: false,
+            encrypt_payloads: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             security: SecurityConfig::default(),
@@ -211,6 +214,33 @@ impl Reader<'_> {
     }
 }
 
+impl Config {
+    /// Checks across keys, run once every source (file, environment, flags) is applied.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.encrypt_payloads && !self.secure {
+            // The original accepts this and then never answers a login; refuse up front instead.
+            return Err(ConfigError::Invalid {
+                key: "encryptPayloads".into(),
+                message: "payload encryption needs logins: set \"secure\": true (or --secure) as well".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A positive duration in milliseconds: a number, or an `ms`-library string such as
+/// `"10 minutes"`, `"1.5h"` or `"500"`, as the original's `utils.toMilliseconds` accepts.
+fn duration_ms(key: &str, v: &Value) -> Result<u64, ConfigError> {
+    match happn_engine::security::policy::duration_ms(v) {
+        Ok(Some(ms)) => Ok(ms),
+        _ => Err(ConfigError::Type {
+            key: key.into(),
+            expected: "a positive number of milliseconds, or a duration such as \"10 minutes\"",
+            got: describe(v),
+        }),
+    }
+}
+
 /// Interpret a merged config document.
 pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
@@ -232,14 +262,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "dataDir" => c.data.dir = PathBuf::from(r.string("dataDir", v)?),
             "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
             "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
-            "encryptPayloads" => {
-                if r.boolean("encryptPayloads", v)? {
-                    return Err(ConfigError::Invalid {
-                        key: key.clone(),
-                        message: "payload encryption is not available in this version of happn-rs".into(),
-                    });
-                }
-            }
+            "encryptPayloads" => c.encrypt_payloads = r.boolean("encryptPayloads", v)?,
             "transport" => c.transport = crate::tls::Transport::from_value(v, r.warnings)?,
             "static" => c.static_dir = Some(PathBuf::from(r.string("static", v)?)),
             "adminUser" => read_admin(&mut r, "adminUser", v, &mut c.security)?,
@@ -293,6 +316,14 @@ fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigErro
                 "username" => spec.username = r.string(&format!("{key}.username"), fv)?,
                 "password" => spec.password = Some(r.string(&format!("{key}.password"), fv)?),
                 "custom_data" => spec.custom_data = Some(fv.clone()),
+                "publicKey" => {
+                    let pk = r.string(&format!("{key}.publicKey"), fv)?;
+                    happn_engine::security::crypto::parse_public_key(&pk).map_err(|e| ConfigError::Invalid {
+                        key: format!("{key}.publicKey"),
+                        message: format!("{e} (expected base64 of a secp256k1 public key)"),
+                    })?;
+                    spec.public_key = Some(pk);
+                }
                 "groups" => {
                     let gs = fv.as_array().ok_or_else(|| ConfigError::Type {
                         key: format!("{key}.groups"),
@@ -382,6 +413,9 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                                 key: sk.clone(),
                                 message: e.to_string(),
                             })?
+                        }
+                        "defaultNonceTTL" => {
+                            c.security.nonce_ttl = Some(std::time::Duration::from_millis(duration_ms(&sk, sv)?));
                         }
                         "accountLockout" => {
                             for (lk, lv) in r.object(&sk, sv)? {
@@ -562,6 +596,43 @@ mod tests {
         assert_eq!(l.config.data.path_of("x.redb"), PathBuf::from("./happn-data/x.redb"));
         assert!(from_value(&json!({"services": {"data": {"config": {"durability": "sometimes"}}}})).is_err());
         assert!(Config::default().data.memory, "the library default is in memory");
+    }
+
+    #[test]
+    fn encryption_and_key_pair_keys() {
+        let pk = "AiNc+OG9jt6GjoyVkf+J4+yAL5QPk2oqbGmyZKdTXRfS";
+        let l = from_value(&json!({
+            "secure": true, "encryptPayloads": true,
+            "users": [{"username": "k", "publicKey": pk, "groups": []}],
+            "services": {"security": {"config": {"defaultNonceTTL": "10 minutes"}}}
+        }))
+        .unwrap();
+        assert!(l.config.encrypt_payloads);
+        l.config.check().unwrap();
+        assert_eq!(l.config.security.users[0].public_key.as_deref(), Some(pk));
+        assert_eq!(l.config.security.nonce_ttl, Some(std::time::Duration::from_secs(600)));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+
+        let insecure = from_value(&json!({"encryptPayloads": true})).unwrap();
+        let e = insecure.config.check().unwrap_err().to_string();
+        assert!(e.contains("encryptPayloads") && e.contains("secure"), "{e}");
+
+        let e = from_value(&json!({"users": [{"username": "k", "publicKey": "not a key"}]}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("users[0].publicKey"), "{e}");
+        let ttl = |v: Value| from_value(&json!({"services": {"security": {"config": {"defaultNonceTTL": v}}}}));
+        assert_eq!(
+            ttl(json!(1500)).unwrap().config.security.nonce_ttl,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(
+            ttl(json!("1.5h")).unwrap().config.security.nonce_ttl,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert!(ttl(json!("soon")).is_err());
+        assert!(ttl(json!(-1)).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One websocket connection: a reader loop that decodes frames, runs requests in order and keeps
 //! the Primus heartbeat, and a writer task that drains the connection's outbound queue.
 
+use crate::encryption::{self, FrameCipher};
 use crate::handler::{self, Conn};
 use crate::outbox::outbox;
 use crate::state::{AppState, Outbound};
@@ -49,18 +50,28 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
     let mut conn = Conn::new(key);
 
     let mut writer = tokio::spawn(async move {
+        // Payload encryption of this connection's frames, switched on by an encrypted login.
+        let mut cipher: Option<Arc<FrameCipher>> = None;
         // Batch: feed everything queued, flush once.
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(out) = next.take() {
                 match out {
                     Outbound::Text(t) => {
+                        let t = encryption::outgoing(cipher.as_deref(), t);
                         if sink.feed(Message::Text(Utf8Bytes::from(escape_line_separators(t)))).await.is_err() {
                             return;
                         }
                     }
+                    Outbound::Clear(t) => {
+                        if sink.feed(Message::Text(Utf8Bytes::from(escape_line_separators(t)))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Outbound::Encrypt(c) => cipher = c,
                     Outbound::Close { preface, code, reason } => {
                         for p in preface {
+                            let p = encryption::outgoing(cipher.as_deref(), p);
                             let _ = sink.feed(Message::Text(Utf8Bytes::from(p))).await;
                         }
                         let _ = sink

@@ -7,7 +7,8 @@ use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
 use happn_engine::security::{
-    self, policy, redact_user, Activity, CachedPermissions, Credentials, Policy, Profile, SecurityPath, TokenClaims, USER_PREFIX,
+    self, crypto, policy, redact_user, Activity, CachedPermissions, Credentials, NonceError, Policy, Profile, SecurityPath, TokenClaims,
+    USER_PREFIX,
 };
 use happn_engine::session::new_session_id;
 use happn_engine::{AccessError, DataError};
@@ -35,6 +36,8 @@ pub struct SessionUser {
     pub profile: Arc<Profile>,
     pub activity: Activity,
     pub permissions: CachedPermissions,
+    /// The key presented at login or stored on the user (payload encryption, digest logins).
+    pub public_key: Option<String>,
 }
 
 /// Per-socket state.
@@ -43,6 +46,8 @@ pub struct Conn {
     pub session: Option<Session>,
     /// A user this connection's last request deleted: their sessions are closed after the reply.
     deleted_user: Option<String>,
+    /// The session's payload cipher after an encrypted login (`encryptPayloads`).
+    pub cipher: Option<Arc<crate::encryption::FrameCipher>>,
 }
 
 impl Conn {
@@ -51,6 +56,7 @@ impl Conn {
             key,
             session: None,
             deleted_user: None,
+            cipher: None,
         }
     }
 
@@ -77,6 +83,7 @@ impl Conn {
 enum Failure {
     Data(DataError),
     Access(AccessError),
+    Nonce(NonceError),
     Bad(String),
 }
 
@@ -101,6 +108,9 @@ impl Failure {
         match self {
             Failure::Data(e) => WireError::error(e),
             Failure::Bad(m) => WireError::error(m),
+            Failure::Nonce(e) => WireError::error(e),
+            // The original answers a digest login without a live nonce with a plain Error.
+            Failure::Access(e @ AccessError::NonceExpired) => WireError::error(e),
             Failure::Access(AccessError::Unauthorized { reason }) => WireError::access_denied("unauthorized", reason.clone()),
             Failure::Access(e) => WireError::access_denied(e.to_string(), None),
         }
@@ -115,6 +125,14 @@ fn send(tx: &Outbox, frame: String) {
 
 /// Handle one decoded JSON frame.
 pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value) {
+    // Payload encryption: unwrap encrypted frames and logins; refusals go out in clear.
+    let frame = match crate::encryption::incoming(state, conn, frame) {
+        Ok(f) => f,
+        Err(reply) => {
+            tx.clear(reply);
+            return;
+        }
+    };
     let mut req = match Request::parse(frame) {
         Ok(r) => r,
         Err(RequestError::NotAnObject) => return send(tx, anonymous_error(&WireError::unknown_action("undefined"))),
@@ -140,10 +158,21 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
     };
     let outcome = match req.action {
         Action::Describe => Ok(describe(state, &req)),
-        Action::Login => login(state, conn, &req).await,
-        Action::RequestNonce => Err(Failure::Bad(
-            "key-pair (digest) login is not available in this version of happn-rs".into(),
-        )),
+        Action::Login => match login(state, conn, &req).await {
+            Ok(reply) => match crate::encryption::send_login_reply(state, conn, tx, reply) {
+                Ok(()) => return,
+                Err(message) => {
+                    // Back to a connection without a session, in clear both ways.
+                    conn.end_session(state);
+                    state.set_session(conn.key, None, false, None);
+                    conn.cipher = None;
+                    tx.encrypt_with(None);
+                    Err(Failure::Bad(message))
+                }
+            },
+            Err(f) => Err(f),
+        },
+        Action::RequestNonce => request_nonce(state, &req),
         _ => match authorize(state, conn, &req).await {
             Err(f) => Err(f),
             Ok(()) if req.action == Action::Set && security_target(&req).is_some() => {
@@ -175,9 +204,15 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
             },
         },
     };
-    match outcome {
-        Ok(frame) => send(tx, frame),
-        Err(f) => send(tx, base_reply(&req).error(&f.to_wire())),
+    let frame = match outcome {
+        Ok(frame) => frame,
+        Err(f) => base_reply(&req).error(&f.to_wire()),
+    };
+    // Describe replies and login errors are never encrypted (the client has no secret for them).
+    if matches!(req.action, Action::Describe | Action::Login) {
+        tx.clear(frame);
+    } else {
+        send(tx, frame);
     }
     if let Some(user) = conn.deleted_user.take() {
         state.disconnect_user(&user, "security directory update: user deleted");
@@ -198,7 +233,7 @@ fn base_reply(req: &Request) -> Reply<'_> {
 }
 
 fn describe(state: &AppState, req: &Request) -> String {
-    let data = json!({"name": state.name, "secure": state.config.secure, "encryptPayloads": false, "publicKey": state.public_key});
+    let data = json!({"name": state.name, "secure": state.config.secure, "encryptPayloads": state.config.encrypt_payloads, "publicKey": state.public_key});
     base_reply(req).ok(&data.to_string(), &RecordMeta::default())
 }
 
@@ -230,6 +265,7 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     let cluster_member = info.get("clusterName").is_some_and(truthy);
     let mut reply = Map::new();
     reply.insert("id".into(), Value::String(id.to_string()));
+    let public_key = user.as_ref().and_then(|u| u.public_key.clone());
     let session_user = user.map(|u| {
         // Profiles are matched once, at login, for the socket (type 1) and its token (type 0).
         let doc = u.session_doc(&id, timestamp, &info);
@@ -248,14 +284,26 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
             profile: profiles.resolve(&doc, policy::STATEFUL),
             activity: Activity::new(timestamp),
             permissions: state.security.cache_permissions(&u),
+            public_key: u.public_key.clone(),
         }
     });
     reply.insert("info".into(), Value::Object(info));
     reply.insert("index".into(), index.into());
     reply.insert("type".into(), 1.into());
+    // A session with a public key gets the passphrase for payload encryption (sent in the reply,
+    // which is ECIES-sealed when the server encrypts payloads).
+    let secret = public_key.as_ref().map(|_| crypto::session_secret());
     if let Some(u) = &session_user {
-        reply.insert("user".into(), json!({"username": u.username.as_ref()}));
+        let mut shown = json!({"username": u.username.as_ref()});
+        if let Some(pk) = &public_key {
+            shown["publicKey"] = Value::String(pk.clone());
+        }
+        reply.insert("user".into(), shown);
     }
+    if let Some(s) = &secret {
+        reply.insert("secret".into(), Value::String(s.clone()));
+    }
+    conn.cipher = crate::encryption::session_cipher(state, secret.as_deref());
     let username = session_user.as_ref().map(|u| u.username.clone());
     conn.session = Some(Session {
         id: id.clone(),
@@ -264,6 +312,18 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
     });
     state.set_session(conn.key, Some(id), cluster_member, username);
     Ok(base_reply(req).ok(&Value::Object(reply).to_string(), &RecordMeta::default()))
+}
+
+/// `request-nonce`: a nonce for the key-pair login of `data.publicKey` (also in insecure mode).
+fn request_nonce(state: &AppState, req: &Request) -> Outcome {
+    let public_key = req
+        .data
+        .as_ref()
+        .and_then(|d| d.get("publicKey"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let nonce = state.security.request_nonce(public_key).map_err(Failure::Nonce)?;
+    Ok(base_reply(req).ok(&json!({"nonce": nonce}).to_string(), &RecordMeta::default()))
 }
 
 /// The path a permission check is about: the channel's data path for `on`.

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod conn;
+pub mod encryption;
 pub mod handler;
 pub mod http;
 pub mod outbox;
@@ -35,6 +36,8 @@ pub enum StartError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Static(#[from] http::static_files::StaticDirError),
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
 }
 
 /// Open the stores the config asks for: one durable file by default, everything in memory with
@@ -118,9 +121,10 @@ pub struct Server {
 
 /// Bootstrap the engine and start listening.
 pub async fn start(config: Config) -> Result<Server, StartError> {
+    config.check()?;
     let data = Arc::new(DataService::new(open_store(&config.data).await?));
     let name = system::system_name(&data, config.name.as_deref()).await?;
-    let public_key = system::server_public_key(&data).await?;
+    let keypair = system::server_keypair(&data).await?;
     let security = Security::new(data.clone(), &config.security);
     security.bootstrap(&config.security).await?;
     if config.secure && config.security.admin_password.is_none() {
@@ -148,7 +152,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         .await
         .map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
     let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
-    let state = Arc::new(AppState::new(config, name, public_key, data, security));
+    let state = Arc::new(AppState::new(config, name, keypair, data, security));
     let app = http::router(state.clone(), static_files);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(accept_loop(listener, app, tls, stop_rx));

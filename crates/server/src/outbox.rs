@@ -11,14 +11,17 @@ use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub enum Outbound {
+    /// A frame; encrypted by the writer once the connection's payload encryption is on.
     Text(String),
+    /// A frame that always goes out as it is (describe and login replies, errors about frames
+    /// that could not be decrypted).
+    Clear(String),
+    /// From here on, encrypt `Text` frames with this session cipher (`None`: stop). Queued in
+    /// order, so frames queued before an encrypted login still leave in clear.
+    Encrypt(Option<std::sync::Arc<crate::encryption::FrameCipher>>),
     /// Close the socket: optional text frames first (system message, `primus::server::close`),
     /// then a close frame with `code`.
-    Close {
-        preface: Vec<String>,
-        code: u16,
-        reason: String,
-    },
+    Close { preface: Vec<String>, code: u16, reason: String },
 }
 
 /// The queue itself is a plain `VecDeque` behind a mutex: it allocates nothing while a
@@ -97,6 +100,20 @@ impl Outbox {
     /// Queue a text frame. Returns false (and drops it) when the queue is over its limit; the
     /// connection is then told to close through [`Outbox::overflowed`].
     pub fn text(&self, frame: String) -> bool {
+        self.queue_frame(frame, false)
+    }
+
+    /// Queue a frame that is never encrypted (see [`Outbound::Clear`]).
+    pub fn clear(&self, frame: String) -> bool {
+        self.queue_frame(frame, true)
+    }
+
+    /// Switch the writer's payload encryption, after everything queued so far.
+    pub fn encrypt_with(&self, cipher: Option<std::sync::Arc<crate::encryption::FrameCipher>>) {
+        self.push(Outbound::Encrypt(cipher));
+    }
+
+    fn queue_frame(&self, frame: String, clear: bool) -> bool {
         let len = frame.len();
         let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.shared.limit && before > 0 {
@@ -106,7 +123,8 @@ impl Outbox {
             }
             return false;
         }
-        if !self.push(Outbound::Text(frame)) {
+        let item = if clear { Outbound::Clear(frame) } else { Outbound::Text(frame) };
+        if !self.push(item) {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
@@ -161,7 +179,7 @@ impl OutboxReceiver {
             }
             item
         };
-        if let Some(Outbound::Text(t)) = &item {
+        if let Some(Outbound::Text(t) | Outbound::Clear(t)) = &item {
             self.shared.queued.fetch_sub(t.len(), Ordering::AcqRel);
         }
         item

@@ -28,6 +28,8 @@ pub struct AppState {
     pub config: Config,
     pub name: String,
     pub public_key: String,
+    /// The server's private key (opens encrypted logins, seals their replies).
+    pub server_key: k256::SecretKey,
     pub data: Arc<DataService>,
     pub security: Security,
     pub subscriptions: Subscriptions,
@@ -37,11 +39,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, name: String, public_key: String, data: Arc<DataService>, security: Security) -> Self {
+    pub fn new(config: Config, name: String, keypair: crate::system::ServerKeyPair, data: Arc<DataService>, security: Security) -> Self {
         AppState {
             config,
             name,
-            public_key,
+            public_key: keypair.public_key,
+            server_key: keypair.secret,
             data,
             security,
             subscriptions: Subscriptions::new(),

@@ -44,26 +44,47 @@ pub async fn system_name(data: &DataService, configured: Option<&str>) -> Result
     Ok(name)
 }
 
-/// The server keypair's public half: base64 of the 33-byte compressed point. Generated once and
-/// persisted (private key included) at the original's path; never served over the wire.
+/// The server's secp256k1 keypair: `describe` announces the public half; the private half opens
+/// encrypted logins and seals their replies (`encryptPayloads`). Never served over the wire.
+#[derive(Clone)]
+pub struct ServerKeyPair {
+    /// base64 of the 33-byte compressed point.
+    pub public_key: String,
+    pub secret: k256::SecretKey,
+}
+
+/// The server keypair's public half: base64 of the 33-byte compressed point.
 pub async fn server_public_key(data: &DataService) -> Result<String, DataError> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(server_keypair(data).await?.public_key)
+}
+
+/// The persisted server keypair (`{"value":"{\"privateKey\":b64,\"publicKey\":b64}"}` at the
+/// original's path, so a database from the original keeps its key), generated and persisted on
+/// first start. A record whose private key cannot be read is replaced, with a warning.
+pub async fn server_keypair(data: &DataService) -> Result<ServerKeyPair, DataError> {
+    use happn_engine::security::crypto;
     if let Some(rec) = data.get_record(KEYPAIR_PATH).await? {
-        if let Some(pk) = rec
+        let stored = rec
             .data
             .get("value")
             .and_then(Value::as_str)
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-            .and_then(|v| v.get("publicKey").and_then(Value::as_str).map(str::to_string))
-        {
-            return Ok(pk);
+            .and_then(|s| serde_json::from_str::<Value>(s).ok());
+        let secret = stored
+            .as_ref()
+            .and_then(|v| v.get("privateKey").and_then(Value::as_str))
+            .and_then(|pk| crypto::parse_secret_key(pk).ok());
+        if let Some(secret) = secret {
+            // The public half is derived, not trusted from the record.
+            let public_key = crypto::public_key_b64(&secret.public_key());
+            return Ok(ServerKeyPair { public_key, secret });
         }
+        tracing::warn!(path = KEYPAIR_PATH, "the stored server keypair is unreadable; generating a new one");
     }
+    let b64 = base64::engine::general_purpose::STANDARD;
     let secret = k256::SecretKey::random(&mut rand::thread_rng());
-    let public = secret.public_key();
-    let public_b64 = b64.encode(k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&public, true).as_bytes());
+    let public_key = happn_engine::security::crypto::public_key_b64(&secret.public_key());
     let private_b64 = b64.encode(secret.to_bytes());
-    let value = json!({"privateKey": private_b64, "publicKey": public_b64}).to_string();
+    let value = json!({"privateKey": private_b64, "publicKey": public_key}).to_string();
     data.put_record(value_record(KEYPAIR_PATH, Value::String(value))).await?;
-    Ok(public_b64)
+    Ok(ServerKeyPair { public_key, secret })
 }

@@ -11,7 +11,7 @@
  * maxFrameBytes, shutdown announcement). Anything else failing here is a harness bug.
  *
  * CLI: --port N --host H [--config FILE] [--secure] [--help]; env HAPPN_SERVER_CONFIG (JSON) merged
- * over the config file. happn-rs extras: users [{username,password,groups}], groups [{name,permissions}],
+ * over the config file. happn-rs extras: users [{username,password,publicKey,groups}], groups [{name,permissions}],
  * adminUser {password}. SIGTERM = stop (clients reconnect), SIGINT = stop({reconnect:false}).
  */
 const fs = require('fs');
@@ -84,7 +84,10 @@ happn.service.create(hcfg, async (e, inst) => {
     const made = {};
     for (const g of groups) made[g.name] = await cb(done => sec.upsertGroup({ name: g.name, permissions: g.permissions || {} }, {}, done));
     for (const u of users) {
-      const user = await cb(done => sec.upsertUser({ username: u.username, password: u.password }, {}, done));
+      const spec = { username: u.username };
+      if (u.password !== undefined) spec.password = u.password;
+      if (u.publicKey !== undefined) spec.publicKey = u.publicKey;
+      const user = await cb(done => sec.upsertUser(spec, {}, done));
       for (const gn of u.groups || []) await cb(done => sec.linkGroup(made[gn], user, {}, done));
     }
   } catch (err) {

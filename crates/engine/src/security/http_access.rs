@@ -113,7 +113,7 @@ mod tests {
                 username: "web".into(),
                 password: Some("pw".into()),
                 groups: vec!["webGroup".into()],
-                custom_data: None,
+                ..Default::default()
             }],
             groups: vec![GroupSpec {
                 name: "webGroup".into(),

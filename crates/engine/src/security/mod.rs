@@ -2,8 +2,10 @@
 //! (`/_SYSTEM/_SECURITY/_USER/<name>`, `/_SYSTEM/_SECURITY/_GROUP/<name>`, membership at
 //! `/_SYSTEM/_SECURITY/_USER/<name>/_USER_GROUP/<group>`), so any storage backend keeps them.
 
+pub mod crypto;
 mod directory;
 mod http_access;
+pub mod nonce;
 mod password;
 mod permissions;
 pub mod policy;
@@ -11,6 +13,7 @@ mod token;
 
 pub use directory::{redact_user, SecurityPath};
 pub use http_access::{http_permission_path, HttpDenied, HttpGrant, HTTP_PREFIX};
+pub use nonce::{NonceError, DEFAULT_NONCE_TTL};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
 pub use policy::{Activity, Policy, PolicyDenial, Profile, Profiles};
@@ -51,6 +54,8 @@ pub struct UserSpec {
     pub password: Option<String>,
     pub groups: Vec<String>,
     pub custom_data: Option<Value>,
+    /// base64 secp256k1 public key for key-pair (digest) login.
+    pub public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,6 +95,8 @@ pub struct SecurityConfig {
     pub token_secret: Option<String>,
     /// Session profiles (`security.config.profiles`), the defaults appended.
     pub profiles: Profiles,
+    /// How long a `request-nonce` nonce stays valid (`defaultNonceTTL`; 60 s when absent).
+    pub nonce_ttl: Option<std::time::Duration>,
 }
 
 /// A user who has proven who they are.
@@ -102,6 +109,9 @@ pub struct AuthenticatedUser {
     pub custom_data: Value,
     /// The directory generation the permissions were loaded at.
     pub generation: u64,
+    /// The session's public key: the one sent with the credentials, else the user's stored one.
+    /// A session with a public key gets a payload-encryption secret.
+    pub public_key: Option<String>,
 }
 
 impl AuthenticatedUser {
@@ -136,15 +146,24 @@ pub struct Credentials {
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Key-pair login: base64 DER signature of the nonce issued for `public_key`.
+    pub digest: Option<String>,
+    pub public_key: Option<String>,
+    /// `"password"` or `"digest"`, as the client labels it; informational (a digest decides).
+    pub login_type: Option<String>,
 }
 
 impl Credentials {
     pub fn from_value(data: &Value) -> Credentials {
-        let s = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+        // Empty strings count as absent, as the original's truthiness checks do.
+        let s = |k: &str| data.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         Credentials {
             username: s("username"),
             password: s("password"),
             token: s("token"),
+            digest: s("digest"),
+            public_key: s("publicKey"),
+            login_type: s("loginType"),
         }
     }
 }
@@ -163,6 +182,7 @@ pub struct Security {
     revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
     /// Token (stateless) sessions' activity, for their inactivity and usage limits.
     token_activity: parking_lot::Mutex<std::collections::HashMap<String, Activity>>,
+    nonces: nonce::NonceCache,
 }
 
 pub fn user_path(name: &str) -> String {
@@ -225,6 +245,7 @@ impl Security {
             generation: Default::default(),
             revoked: Default::default(),
             token_activity: Default::default(),
+            nonces: nonce::NonceCache::new(config.nonce_ttl.unwrap_or(DEFAULT_NONCE_TTL)),
         }
     }
 
@@ -317,6 +338,9 @@ impl Security {
         for u in &config.users {
             validate_name(&u.username).map_err(DataError::BadRequest)?;
             let mut rec = json!({"username": u.username, "custom_data": u.custom_data.clone().unwrap_or(json!({}))});
+            if let Some(pk) = &u.public_key {
+                rec["publicKey"] = Value::String(pk.clone());
+            }
             match &u.password {
                 Some(pw) => {
                     let pw = pw.clone();
@@ -355,13 +379,14 @@ impl Security {
             .await
     }
 
-    /// Password or token login, with account lockout. Unknown users, wrong passwords and bad
-    /// tokens are all `Invalid credentials`; failures count against the username given.
+    /// Password, token or key-pair (digest) login, with account lockout. Unknown users, wrong
+    /// passwords, bad tokens and bad digests are all `Invalid credentials`; failures count against
+    /// the username given. A digest login without a live nonce is `NonceExpired` (not counted).
     pub async fn authenticate(&self, creds: &Credentials) -> Result<AuthenticatedUser, AccessError> {
         let counted = creds
             .username
             .clone()
-            .filter(|_| self.lockout.enabled && (creds.password.is_some() || creds.token.is_some()));
+            .filter(|_| self.lockout.enabled && (creds.password.is_some() || creds.token.is_some() || creds.digest.is_some()));
         if let Some(name) = &counted {
             if self.locked_out(name) {
                 return Err(AccessError::LockedOut);
@@ -403,6 +428,9 @@ impl Security {
             self.check_token_policy(&claims, None)
                 .map_err(|_| AccessError::InvalidCredentials)?;
             claims.username
+        } else if let (Some(username), Some(digest)) = (&creds.username, &creds.digest) {
+            self.check_digest(username, digest, creds.public_key.as_deref()).await?;
+            username.clone()
         } else {
             let (Some(username), Some(password)) = (&creds.username, &creds.password) else {
                 return Err(AccessError::InvalidCredentials);
@@ -415,23 +443,57 @@ impl Security {
             }
             username.clone()
         };
-        self.user_by_name(&username).await
+        self.user_by_name(&username, creds.public_key.as_deref()).await
     }
 
-    /// The user as a session sees it: groups, permissions and custom data. Token logins need the
-    /// user to still exist (a deleted user's tokens die with it).
-    async fn user_by_name(&self, username: &str) -> Result<AuthenticatedUser, AccessError> {
+    /// The user as a session sees it: groups, permissions, custom data and public key (the one
+    /// sent with the credentials, else the stored one). Token logins need the user to still
+    /// exist (a deleted user's tokens die with it).
+    async fn user_by_name(&self, username: &str, presented_key: Option<&str>) -> Result<AuthenticatedUser, AccessError> {
         let generation = self.generation();
         let record = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
         let groups = self.groups_of(username).await.map_err(|_| AccessError::InvalidCredentials)?;
         let permissions = Arc::new(self.permissions_of(username).await.map_err(|_| AccessError::InvalidCredentials)?);
+        let public_key = presented_key
+            .map(str::to_string)
+            .or_else(|| record.data.get("publicKey").and_then(Value::as_str).map(str::to_string));
         Ok(AuthenticatedUser {
             username: username.to_string(),
             permissions,
             groups,
             custom_data: record.data.get("custom_data").cloned().unwrap_or_else(|| json!({})),
             generation,
+            public_key,
         })
+    }
+
+    /// Key-pair login: the user's stored public key must be the one presented, a nonce must have
+    /// been issued to that key within the TTL, and the digest must be that key's signature of it.
+    async fn check_digest(&self, username: &str, digest: &str, public_key: Option<&str>) -> Result<(), AccessError> {
+        let user = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
+        let stored = user.data.get("publicKey").and_then(Value::as_str);
+        let Some(public_key) = public_key.filter(|pk| Some(*pk) == stored) else {
+            return Err(AccessError::InvalidCredentials);
+        };
+        let nonce = self.nonces.current(public_key).ok_or(AccessError::NonceExpired)?;
+        let key = crypto::parse_public_key(public_key).map_err(|_| AccessError::InvalidCredentials)?;
+        if crypto::verify_digest(&nonce, digest, &key) {
+            Ok(())
+        } else {
+            Err(AccessError::InvalidCredentials)
+        }
+    }
+
+    /// `request-nonce` (and its HTTP twin `/auth/request-nonce`): a fresh nonce for `public_key`
+    /// (base64 secp256k1 point), valid for `defaultNonceTTL` and reusable until then; asking again
+    /// replaces it. The client signs it and logs in with `{username, publicKey, digest}`.
+    /// An empty key is [`NonceError::MissingPublicKey`]; allowed in insecure mode too.
+    pub fn request_nonce(&self, public_key: &str) -> Result<String, NonceError> {
+        if public_key.is_empty() {
+            return Err(NonceError::MissingPublicKey);
+        }
+        crypto::parse_public_key(public_key).map_err(NonceError::InvalidPublicKey)?;
+        Ok(self.nonces.issue(public_key))
     }
 
     /// Exact lookup by name (the original's prefix lookup picked the wrong user).
@@ -525,6 +587,9 @@ impl Security {
 }
 
 #[cfg(test)]
+mod digest_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::MemoryStore;
@@ -553,13 +618,13 @@ mod tests {
                     username: "u".into(),
                     password: Some("pu".into()),
                     groups: vec!["g".into()],
-                    custom_data: None,
+                    ..Default::default()
                 },
                 UserSpec {
                     username: "u1".into(),
                     password: Some("pu1".into()),
                     groups: vec![],
-                    custom_data: None,
+                    ..Default::default()
                 },
             ],
             groups: vec![GroupSpec {

@@ -25,6 +25,28 @@ pub async fn login(state: &AppState, query: Option<&str>) -> Response {
     }
 }
 
+/// `/auth/request-nonce?publicKey=…`: a nonce for a key-pair login, the HTTP twin of the
+/// `request-nonce` action. Without a (valid) key the original fell into connect's default 500
+/// page; happn-rs answers 500 with the reason as text.
+pub async fn request_nonce(state: &AppState, query: Option<&str>) -> Response {
+    let pairs = params::query_pairs(query);
+    let key = params::first_matching(&pairs, &["publicKey", "public_key", "public", "key", "public-key"]).unwrap_or("");
+    match state.security.request_nonce(key) {
+        Ok(nonce) => envelope(
+            StatusCode::OK,
+            "nonce generated",
+            &serde_json::Value::String(nonce).to_string(),
+            "null",
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("Error: {e}"),
+        )
+            .into_response(),
+    }
+}
+
 /// The error object as a socket login would carry it.
 fn wire_error(e: &AccessError) -> WireError {
     match e {

@@ -138,7 +138,9 @@ pub async fn gate(state: &AppState, method: &Method, uri: &Uri, headers: &Header
     if path == "/auth/login" {
         return Gate::Respond(auth::login(state, uri.query()).await);
     }
-    // `/auth/request-nonce` belongs here too; it needs the nonce cache of digest logins.
+    if path == "/auth/request-nonce" {
+        return Gate::Respond(auth::request_nonce(state, uri.query()).await);
+    }
     let token = params::cookie(headers, &mw.cookie_name).or_else(|| {
         params::query_pairs(uri.query())
             .into_iter()
