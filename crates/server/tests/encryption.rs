@@ -2,17 +2,15 @@
 //! hand with the engine's crypto (the same primitives the 2.21 client's modules use).
 
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
 use happn_engine::security::crypto::{self, PassphraseCipher};
 use happn_engine::security::UserSpec;
 use happn_rs::config::Config;
 use happn_rs::{start, Server};
 use k256::ecdsa::signature::hazmat::PrehashSigner;
 use serde_json::{json, Value};
-use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{recv_json as recv, send_json as send, Ws};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 async fn server(tweak: impl FnOnce(&mut Config)) -> Server {
@@ -31,24 +29,7 @@ async fn connect(s: &Server) -> Ws {
     tokio_tungstenite::connect_async(url).await.expect("upgrade").0
 }
 
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
 
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("reply in time")
-            .expect("open")
-            .unwrap()
-        {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 /// A logged-in encrypted session, as the 2.21 client holds it.
 struct Session {

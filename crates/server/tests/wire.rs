@@ -3,11 +3,12 @@
 use futures_util::{SinkExt, StreamExt};
 use happn_rs::config::Config;
 use happn_rs::{start, Server, StopMode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+mod common;
+use common::{recv_json as recv, send_json as send, Ws};
 
 async fn server(secure: bool, tweak: impl FnOnce(&mut Config)) -> Server {
     let mut c = Config {
@@ -27,24 +28,7 @@ async fn connect(s: &Server, query: &str) -> Ws {
     ws
 }
 
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
 
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("reply in time")
-            .expect("open")
-            .unwrap()
-        {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 async fn login(ws: &mut Ws) -> String {
     send(

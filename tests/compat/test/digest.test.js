@@ -3,7 +3,6 @@
 // with a keyPair and no password, and raw frames for the exact reply shapes.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const happn = require('happn');
 const Crypto = require('happn-util-crypto');
 const h = require('./helpers');
 
@@ -28,14 +27,7 @@ const CONFIG = {
 const mine = [];
 /** happn.client.create with exactly this config (no default _ADMIN password) */
 function client(srv, config) {
-  const options = { config: Object.assign({ host: '127.0.0.1', port: srv.port }, config), utils: { logLevel: 'off' } };
-  return h.withTimeout(new Promise((resolve, reject) => {
-    happn.client.create(options, (e, c) => {
-      if (e) return reject(e);
-      mine.push(c);
-      resolve(c);
-    });
-  }), 10000, 'happn.client.create');
+  return h.createClient(srv, config).then(c => { mine.push(c); return c; });
 }
 
 /** request-nonce, sign, login on a raw socket; returns the login reply */

@@ -4,7 +4,6 @@
 // envelope, tampered frames and clear requests.
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const happn = require('happn');
 const Crypto = require('happn-util-crypto');
 const h = require('./helpers');
 
@@ -26,14 +25,7 @@ const CONFIG = {
 
 const mine = [];
 function client(srv, config) {
-  const options = { config: Object.assign({ host: '127.0.0.1', port: srv.port }, config), utils: { logLevel: 'off' } };
-  return h.withTimeout(new Promise((resolve, reject) => {
-    happn.client.create(options, (e, c) => {
-      if (e) return reject(e);
-      mine.push(c);
-      resolve(c);
-    });
-  }), 10000, 'happn.client.create');
+  return h.createClient(srv, config).then(c => { mine.push(c); return c; });
 }
 
 const isEncryptedFrame = json => !!json && !Array.isArray(json) && typeof json === 'object' &&

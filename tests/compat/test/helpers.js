@@ -244,6 +244,21 @@ function connect(srv, opts) {
   return withTimeout(p, (opts.connectTimeout || 8000) + 2000, 'happn.client.create on port ' + port);
 }
 
+/**
+ * happn.client.create with exactly this client config (host/port filled in; no default
+ * credentials), e.g. {username, keyPair} for key-pair logins. Destroyed by cleanup().
+ */
+function createClient(srv, config) {
+  const options = { config: Object.assign({ host: '127.0.0.1', port: srv.port }, config), utils: { logLevel: LOG_LEVEL } };
+  return withTimeout(new Promise((resolve, reject) => {
+    happn.client.create(options, (e, c) => {
+      if (e) return reject(e);
+      liveClients.add(c);
+      resolve(c);
+    });
+  }), 10000, 'happn.client.create');
+}
+
 /** invoke fn(callback) and turn the node-style callback into a promise with a harness timeout */
 function cbCall(label, fn, ms) {
   return withTimeout(new Promise((resolve, reject) => {
@@ -745,7 +760,7 @@ async function cleanup(...servers) {
 module.exports = {
   BIN, sleep, uid, withTimeout, freePort, portOpen, tmpFile,
   startServer, runCli, ServerHandle,
-  connect, set, get, remove, getPaths, setSibling, on, off, offPath, offAll, disconnect,
+  connect, createClient, set, get, remove, getPaths, setSibling, on, off, offPath, offAll, disconnect,
   destroyClient, expectError, collector, cbCall, spyClient, watchClient, TcpProxy,
   RawSocket, httpGet, httpRequest, rawHandshake,
   m, diffShape, assertShape, safeJson, paths, keys, cleanup, plain, deq,

@@ -1,5 +1,8 @@
-//! Shared by the tests that run the real binary.
+//! Shared by the server's integration tests (each test crate uses part of it).
+#![allow(dead_code)]
 
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,4 +31,26 @@ pub fn server_command(port: u16) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     c
+}
+
+/// Send one JSON frame.
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON frame (websocket pings and pongs skipped), within 5 s.
+pub async fn recv_json(ws: &mut Ws) -> Value {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("reply in time")
+            .expect("open")
+            .unwrap()
+        {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
