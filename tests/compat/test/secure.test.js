@@ -175,6 +175,25 @@ describe('secure mode', () => {
     isAccessDenied(e, 'Invalid credentials');
   });
 
+  it('forged tokens are refused: alg "none", another secret, an edited payload', async () => {
+    const nodeCrypto = require('crypto');
+    const b64url = v => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+    const [header, payload] = admin.session.token.split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    const sign = (h64, p64, secret) => nodeCrypto.createHmac('sha256', secret).update(h64 + '.' + p64).digest('base64url');
+    const none = b64url({ alg: 'none', typ: 'JWT' }) + '.' + payload + '.';
+    const otherSecret = header + '.' + payload + '.' + sign(header, payload, 'not the server secret');
+    const edited = b64url(Object.assign({}, claims, { username: 'limited' }));
+    const editedPayload = header + '.' + edited + '.' + admin.session.token.split('.')[2];
+    for (const token of [none, otherSecret, editedPayload]) {
+      const e = await h.expectError(h.connect(srv, { token }), 'login with a forged token');
+      isAccessDenied(e, 'Invalid credentials');
+      const res = await h.httpRequest(srv.port, '/some/route', { headers: { Cookie: 'happn_token=' + token } });
+      assert.equal(res.status, 403);
+      assert.equal(res.body, 'invalid token format or null token');
+    }
+  });
+
   it('login info is echoed in the session with _local:false and happn.name', async () => {
     const c = await h.connect(srv, { username: 'limited', password: 'limited_pw', info: { app: 'compat', n: 1 } });
     assert.equal(c.session.info.app, 'compat');
