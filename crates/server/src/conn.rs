@@ -1,13 +1,25 @@
 //! One websocket connection: a reader loop that decodes frames, runs requests in order and keeps
 //! the Primus heartbeat, and a writer task that drains the connection's outbound queue.
+//!
+//! Writes are pipelined on durable stores: a `set` that passes its checks is started and the
+//! loop reads the next frame while the store commits it, so a client with several writes in
+//! flight has them share one group commit (fsync) instead of paying one each. Replies and
+//! events still leave in request order: pipelined writes finish in the order they started, and
+//! any other request (or a write to a path already in flight) first waits for them all.
 
 use crate::encryption::{self, FrameCipher};
-use crate::handler::{self, Conn};
+use crate::handler::{self, Conn, Parsed};
 use crate::outbox::outbox;
 use crate::state::{AppState, Outbound};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
+use happn_engine::data::Written;
+use happn_engine::DataError;
+use happn_protocol::Request;
 use happn_protocol::{anonymous_error, encode_control, escape_line_separators, Control, Frame, WireError};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
@@ -42,6 +54,45 @@ impl Heartbeat {
 
 /// How long a server-initiated close waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Most writes one connection may have in flight at once.
+const MAX_PIPELINED: usize = 64;
+
+type WriteDone = (Box<Request>, String, Result<Written, DataError>);
+
+/// A connection's pipelined writes, oldest first.
+#[derive(Default)]
+struct Pipeline {
+    writes: FuturesOrdered<BoxFuture<'static, WriteDone>>,
+    paths: VecDeque<String>,
+}
+
+impl Pipeline {
+    fn start(&mut self, w: handler::PendingWrite) {
+        let (req, path, write) = w.into_parts();
+        self.paths.push_back(path.clone());
+        self.writes.push_back(Box::pin(async move { (req, path, write.await) }));
+    }
+
+    fn writes_to(&self, req: &Request) -> bool {
+        req.path
+            .as_ref()
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| self.paths.iter().any(|q| q == p))
+    }
+
+    fn finish(&mut self, state: &AppState, tx: &crate::state::Outbox, (req, path, result): WriteDone) {
+        self.paths.pop_front();
+        handler::finish_write(state, tx, &req, &path, result);
+    }
+
+    /// Finish every write in flight, in order.
+    async fn drain(&mut self, state: &AppState, tx: &crate::state::Outbox) {
+        while let Some(done) = self.writes.next().await {
+            self.finish(state, tx, done);
+        }
+    }
+}
 
 pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) {
     let (mut sink, mut stream) = socket.split();
@@ -100,6 +151,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
     let mut last_pong: Option<Instant> = None;
     let mut writer_done = false;
     let mut close_by: Option<Instant> = None;
+    // Only a durable store makes a write wait long enough for pipelining to pay.
+    let pipelining = !state.config.data.memory;
+    let mut pipeline = Pipeline::default();
 
     loop {
         let timer = async {
@@ -152,9 +206,34 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                     Frame::Control(Control::Id) => {
                         tx.text(encode_control(&format!("primus::id::{key}")));
                     }
-                    // Boxed: the request future is large and only lives while a request runs, so an idle
-                    // connection does not carry its space.
-                    Frame::Message(v) => Box::pin(handler::handle(&state, &mut conn, &tx, v)).await,
+                    Frame::Message(v) => match handler::parse(&state, &mut conn, v) {
+                        Parsed::Answer(answer) => {
+                            pipeline.drain(&state, &tx).await;
+                            answer.send(&tx);
+                        }
+                        Parsed::Request(req) => {
+                            let req = if pipelining && !pipeline.writes_to(&req) {
+                                match handler::start_write(&state, &mut conn, req).await {
+                                    Ok(write) => {
+                                        if pipeline.writes.len() >= MAX_PIPELINED {
+                                            if let Some(done) = pipeline.writes.next().await {
+                                                pipeline.finish(&state, &tx, done);
+                                            }
+                                        }
+                                        pipeline.start(write);
+                                        continue;
+                                    }
+                                    Err(req) => req,
+                                }
+                            } else {
+                                req
+                            };
+                            pipeline.drain(&state, &tx).await;
+                            // Boxed: the request future is large and only lives while a request runs,
+                            // so an idle connection does not carry its space.
+                            Box::pin(handler::handle_request(&state, &mut conn, &tx, req)).await
+                        }
+                    },
                     Frame::Invalid(e) => {
                         if e.contains("recursion limit") {
                             let err = WireError::error("message is nested too deeply (the limit is 128 levels)");
@@ -165,6 +244,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                         }
                     }
                 }
+            }
+            Some(done) = pipeline.writes.next(), if !pipeline.writes.is_empty() => {
+                pipeline.finish(&state, &tx, done);
             }
             _ = timer => {
                 if close_by.is_some() {
@@ -198,6 +280,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
         }
     }
 
+    // Writes already started are committed: publish their events (and queue their replies).
+    pipeline.drain(&state, &tx).await;
     conn.end_session(&state);
     state.unregister(key);
     drop(tx);

@@ -125,22 +125,51 @@ fn send(tx: &Outbox, frame: String) {
 
 /// Handle one decoded JSON frame.
 pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value) {
+    match parse(state, conn, frame) {
+        Parsed::Request(req) => handle_request(state, conn, tx, req).await,
+        Parsed::Answer(answer) => answer.send(tx),
+    }
+}
+
+/// A frame decoded into a request, or the error reply it gets instead (not yet sent, so the
+/// caller can keep replies in request order).
+pub enum Parsed {
+    Request(Box<Request>),
+    Answer(Answer),
+}
+
+pub enum Answer {
+    Text(String),
+    /// Sent unencrypted even on an encrypting connection (payload-encryption refusals).
+    Clear(String),
+}
+
+impl Answer {
+    pub fn send(self, tx: &Outbox) {
+        match self {
+            Answer::Text(t) => send(tx, t),
+            Answer::Clear(t) => {
+                tx.clear(t);
+            }
+        }
+    }
+}
+
+/// Unwrap payload encryption and parse the request.
+pub fn parse(state: &AppState, conn: &mut Conn, frame: Value) -> Parsed {
     // Payload encryption: unwrap encrypted frames and logins; refusals go out in clear.
     let frame = match crate::encryption::incoming(state, conn, frame) {
         Ok(f) => f,
-        Err(reply) => {
-            tx.clear(reply);
-            return;
-        }
+        Err(reply) => return Parsed::Answer(Answer::Clear(reply)),
     };
-    let mut req = match Request::parse(frame) {
-        Ok(r) => r,
-        Err(RequestError::NotAnObject) => return send(tx, anonymous_error(&WireError::unknown_action("undefined"))),
+    match Request::parse(frame) {
+        Ok(r) => Parsed::Request(Box::new(r)),
+        Err(RequestError::NotAnObject) => Parsed::Answer(Answer::Text(anonymous_error(&WireError::unknown_action("undefined")))),
         Err(RequestError::UnknownAction {
             action,
             event_id,
             session_id,
-        }) => return send(tx, unknown_action_error(&action, event_id.as_ref(), session_id.as_ref())),
+        }) => Parsed::Answer(Answer::Text(unknown_action_error(&action, event_id.as_ref(), session_id.as_ref()))),
         Err(RequestError::Malformed {
             action,
             event_id,
@@ -153,9 +182,14 @@ pub async fn handle(state: &AppState, conn: &mut Conn, tx: &Outbox, frame: Value
                 action: action.as_str(),
                 published: false,
             };
-            return send(tx, reply.error(&WireError::error(message)));
+            Parsed::Answer(Answer::Text(reply.error(&WireError::error(message))))
         }
-    };
+    }
+}
+
+/// Run a parsed request and queue its reply (and any events).
+pub async fn handle_request(state: &AppState, conn: &mut Conn, tx: &Outbox, req: Box<Request>) {
+    let mut req = *req;
     let outcome = match req.action {
         Action::Describe => Ok(describe(state, &req)),
         Action::Login => match login(state, conn, &req).await {
@@ -413,9 +447,69 @@ async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
     }
     let opts = set_options(req)?;
     let written = state.data.set(path, data, &opts).await?;
-    let data_json = &written.data_json;
-    let meta = written_meta(&written);
-    Ok(publish_and_reply(state, req, EventKind::Set, path, data_json, &meta))
+    Ok(set_reply(state, req, path, &written))
+}
+
+fn set_reply(state: &AppState, req: &Request, path: &str, written: &Written) -> String {
+    let meta = written_meta(written);
+    publish_and_reply(state, req, EventKind::Set, path, &written.data_json, &meta)
+}
+
+/// A `set` running alongside the connection's other writes (see `conn.rs`): validated and
+/// authorised up front, its store write in flight; [`finish_write`] publishes and replies.
+pub struct PendingWrite {
+    req: Box<Request>,
+    /// The path written, so a later write to the same path waits for this one.
+    pub path: String,
+    pub write: futures_util::future::BoxFuture<'static, Result<Written, DataError>>,
+}
+
+/// Start `req` as a pipelined write when it is a plain data `set` that passes every check;
+/// otherwise hand it back to run in order with [`handle_request`]. Only durable stores gain
+/// from this: concurrent writes of one client then share a group commit.
+pub async fn start_write(state: &Arc<AppState>, conn: &mut Conn, mut req: Box<Request>) -> Result<PendingWrite, Box<Request>> {
+    if req.action != Action::Set {
+        return Err(req);
+    }
+    let path = match req.path.as_ref().and_then(Value::as_str) {
+        Some(p) if !security::is_protected(p) => p.to_string(),
+        _ => return Err(req),
+    };
+    let Ok(opts) = set_options(&req) else {
+        return Err(req);
+    };
+    if authorize(state, conn, &req).await.is_err() {
+        return Err(req);
+    }
+    let data = req.data.take();
+    let store = state.data.clone();
+    let target = path.clone();
+    Ok(PendingWrite {
+        req,
+        path,
+        write: Box::pin(async move { store.set(&target, data, &opts).await }),
+    })
+}
+
+/// Publish a pipelined write's event and queue its reply (in the connection's request order).
+pub fn finish_write(state: &AppState, tx: &Outbox, req: &Request, path: &str, result: Result<Written, DataError>) {
+    match result {
+        Ok(written) => send(tx, set_reply(state, req, path, &written)),
+        Err(e) => send(tx, base_reply(req).error(&Failure::Data(e).to_wire())),
+    }
+}
+
+impl PendingWrite {
+    /// The request and path, once the write is done.
+    pub fn into_parts(
+        self,
+    ) -> (
+        Box<Request>,
+        String,
+        futures_util::future::BoxFuture<'static, Result<Written, DataError>>,
+    ) {
+        (self.req, self.path, self.write)
+    }
 }
 
 fn written_meta(w: &Written) -> RecordMeta<'_> {

@@ -1,6 +1,8 @@
 //! Nothing acknowledged is lost: writers record every set/remove the server answered `ok`, the
 //! server is killed with SIGKILL at a random moment, restarted on the same data directory, and
-//! every acknowledged write must be there (and every acknowledged remove gone).
+//! every acknowledged write must be there (and every acknowledged remove gone). Half the
+//! writers keep several requests in flight, so pipelined writes sharing a group commit are
+//! covered too.
 //!
 //! CI runs 20 cycles; `HAPPN_CRASH_CYCLES=200 cargo test --release -p happn-rs --test crash`
 //! is the long run.
@@ -47,6 +49,29 @@ async fn call(ws: &mut Ws, v: Value) -> Option<Value> {
     }
 }
 
+/// Advance the writer's xorshift generator and pick one of its keys.
+fn next_key(rng: &mut u64, w: usize) -> String {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    format!("/crash/{w}/{}", *rng as usize % KEYS_PER_WRITER)
+}
+
+/// Operation `n` of writer `w` on `key` (a remove one time in five, else a set of a value unique
+/// to this operation), recorded as in flight; returns its target state and its frame.
+fn next_op(rng: u64, w: usize, n: u64, key: &str, state: &Mutex<HashMap<String, KeyState>>) -> (Option<u64>, Value) {
+    let remove = rng.is_multiple_of(5);
+    let value = (w as u64) << 32 | n;
+    let target = if remove { None } else { Some(value) };
+    state.lock().unwrap().entry(key.to_string()).or_default().in_flight = Some(target);
+    let frame = if remove {
+        json!({"action":"remove","eventId":n,"path":key})
+    } else {
+        json!({"action":"set","eventId":n,"path":key,"data":{"v":value}})
+    };
+    (target, frame)
+}
+
 /// One writer: sets and removes its own keys, one at a time, recording each acknowledgement.
 async fn writer(port: u16, w: usize, state: Arc<Mutex<HashMap<String, KeyState>>>, seed: u64) {
     let mut ws = connect(port).await;
@@ -55,19 +80,8 @@ async fn writer(port: u16, w: usize, state: Arc<Mutex<HashMap<String, KeyState>>
     }
     let mut rng = seed;
     for n in 1u64.. {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let key = format!("/crash/{w}/{}", rng as usize % KEYS_PER_WRITER);
-        let remove = rng % 5 == 0;
-        let value = (w as u64) << 32 | n;
-        let target = if remove { None } else { Some(value) };
-        state.lock().unwrap().entry(key.clone()).or_default().in_flight = Some(target);
-        let frame = if remove {
-            json!({"action":"remove","eventId":n,"path":key})
-        } else {
-            json!({"action":"set","eventId":n,"path":key,"data":{"v":value}})
-        };
+        let key = next_key(&mut rng, w);
+        let (target, frame) = next_op(rng, w, n, &key, &state);
         match call(&mut ws, frame).await {
             Some(r) if r["_meta"]["status"] == "ok" => {
                 let mut s = state.lock().unwrap();
@@ -76,6 +90,59 @@ async fn writer(port: u16, w: usize, state: Arc<Mutex<HashMap<String, KeyState>>
                 k.in_flight = None;
             }
             _ => return, // the server died under us
+        }
+    }
+}
+
+/// Ops a pipelined writer sends before reading any reply (distinct keys, so each key has at
+/// most one operation in flight).
+const BATCH: usize = 8;
+
+/// Like [`writer`], but sends a batch of operations without waiting and then reads their
+/// replies, so the server pipelines them into shared group commits.
+async fn pipelined_writer(port: u16, w: usize, state: Arc<Mutex<HashMap<String, KeyState>>>, seed: u64) {
+    let mut ws = connect(port).await;
+    if call(&mut ws, json!({"action":"login","eventId":0,"data":{}})).await.is_none() {
+        return;
+    }
+    let mut rng = seed;
+    let mut n = 0u64;
+    loop {
+        let mut batch: HashMap<u64, (String, Option<u64>)> = HashMap::new();
+        while batch.len() < BATCH {
+            let key = next_key(&mut rng, w);
+            if batch.values().any(|(k, _)| *k == key) {
+                continue;
+            }
+            n += 1;
+            let (target, frame) = next_op(rng, w, n, &key, &state);
+            if ws.feed(Message::Text(frame.to_string().into())).await.is_err() {
+                return;
+            }
+            batch.insert(n, (key, target));
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+        while !batch.is_empty() {
+            let Some(Ok(msg)) = ws.next().await else {
+                return; // the server died under us
+            };
+            let Message::Text(t) = msg else { continue };
+            let Ok(r) = serde_json::from_str::<Value>(&t) else { continue };
+            if r["_meta"]["type"] != "response" {
+                continue;
+            }
+            let Some((key, target)) = r["_meta"]["eventId"].as_u64().and_then(|id| batch.remove(&id)) else {
+                continue;
+            };
+            if r["_meta"]["status"] != "ok" {
+                return;
+            }
+            let mut s = state.lock().unwrap();
+            let k = s.get_mut(&key).unwrap();
+            k.acked = Some(target);
+            k.in_flight = None;
         }
     }
 }
@@ -122,12 +189,13 @@ async fn acknowledged_writes_survive_sigkill() {
         let mut server = spawn_server(port, &dir);
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
-            tasks.push(tokio::spawn(writer(
-                port,
-                w,
-                state.clone(),
-                0x9E37_79B9_7F4A_7C15 ^ ((cycle * 131 + w) as u64 + 1),
-            )));
+            let seed = 0x9E37_79B9_7F4A_7C15 ^ ((cycle * 131 + w) as u64 + 1);
+            // Half the writers wait for each reply, half keep a batch in flight (pipelined).
+            if w % 2 == 0 {
+                tasks.push(tokio::spawn(writer(port, w, state.clone(), seed)));
+            } else {
+                tasks.push(tokio::spawn(pipelined_writer(port, w, state.clone(), seed)));
+            }
         }
         // Kill at a pseudo-random moment between 150 and 650 ms into the writes.
         let delay = 150 + (cycle * 7919 % 500) as u64;

@@ -29,8 +29,6 @@ async fn connect(s: &Server) -> Ws {
     tokio_tungstenite::connect_async(url).await.expect("upgrade").0
 }
 
-
-
 /// A logged-in encrypted session, as the 2.21 client holds it.
 struct Session {
     ws: Ws,

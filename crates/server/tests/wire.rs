@@ -28,8 +28,6 @@ async fn connect(s: &Server, query: &str) -> Ws {
     ws
 }
 
-
-
 async fn login(ws: &mut Ws) -> String {
     send(
         ws,

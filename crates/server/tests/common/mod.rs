@@ -35,7 +35,9 @@ pub fn server_command(port: u16) -> Command {
 
 /// Send one JSON frame.
 pub async fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into()))
+        .await
+        .unwrap();
 }
 
 /// The next JSON frame (websocket pings and pongs skipped), within 5 s.
