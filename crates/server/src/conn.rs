@@ -85,12 +85,27 @@ impl Pipeline {
         self.paths.pop_front();
         handler::finish_write(state, tx, &req, &path, result);
     }
+}
 
-    /// Finish every write in flight, in order.
-    async fn drain(&mut self, state: &AppState, tx: &crate::state::Outbox) {
-        while let Some(done) = self.writes.next().await {
-            self.finish(state, tx, done);
+/// Finish every pipelined write in flight, in order.
+async fn drain(pipeline: &mut Option<Pipeline>, state: &AppState, tx: &crate::state::Outbox) {
+    let Some(p) = pipeline.as_mut() else { return };
+    if p.writes.is_empty() {
+        return;
+    }
+    Box::pin(async {
+        while let Some(done) = p.writes.next().await {
+            p.finish(state, tx, done);
         }
+    })
+    .await
+}
+
+/// The oldest pipelined write, once done; pending forever while there is none.
+async fn next_write(pipeline: &mut Option<Pipeline>) -> Option<WriteDone> {
+    match pipeline.as_mut() {
+        Some(p) if !p.writes.is_empty() => p.writes.next().await,
+        _ => std::future::pending().await,
     }
 }
 
@@ -139,6 +154,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
             if sink.flush().await.is_err() {
                 return;
             }
+            rx.release_idle();
         }
         // Every sender is gone: flush whatever is pending (e.g. the reply to a client's close).
         let _ = sink.close().await;
@@ -153,7 +169,8 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
     let mut close_by: Option<Instant> = None;
     // Only a durable store makes a write wait long enough for pipelining to pay.
     let pipelining = !state.config.data.memory;
-    let mut pipeline = Pipeline::default();
+    // Created on the first pipelined write: an idle connection does not carry its allocation.
+    let mut pipeline: Option<Pipeline> = None;
 
     loop {
         let timer = async {
@@ -208,19 +225,22 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                     }
                     Frame::Message(v) => match handler::parse(&state, &mut conn, v) {
                         Parsed::Answer(answer) => {
-                            pipeline.drain(&state, &tx).await;
+                            drain(&mut pipeline, &state, &tx).await;
                             answer.send(&tx);
                         }
                         Parsed::Request(req) => {
-                            let req = if pipelining && !pipeline.writes_to(&req) {
-                                match handler::start_write(&state, &mut conn, req).await {
+                            // Every await here is boxed: their futures are large and only live while
+                            // a request runs, so an idle connection does not carry their space.
+                            let req = if pipelining && !pipeline.as_ref().is_some_and(|p| p.writes_to(&req)) {
+                                match Box::pin(handler::start_write(&state, &mut conn, req)).await {
                                     Ok(write) => {
-                                        if pipeline.writes.len() >= MAX_PIPELINED {
-                                            if let Some(done) = pipeline.writes.next().await {
-                                                pipeline.finish(&state, &tx, done);
+                                        let p = pipeline.get_or_insert_with(Pipeline::default);
+                                        if p.writes.len() >= MAX_PIPELINED {
+                                            if let Some(done) = Box::pin(p.writes.next()).await {
+                                                p.finish(&state, &tx, done);
                                             }
                                         }
-                                        pipeline.start(write);
+                                        p.start(write);
                                         continue;
                                     }
                                     Err(req) => req,
@@ -228,9 +248,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                             } else {
                                 req
                             };
-                            pipeline.drain(&state, &tx).await;
-                            // Boxed: the request future is large and only lives while a request runs,
-                            // so an idle connection does not carry its space.
+                            drain(&mut pipeline, &state, &tx).await;
                             Box::pin(handler::handle_request(&state, &mut conn, &tx, req)).await
                         }
                     },
@@ -245,8 +263,10 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
                     }
                 }
             }
-            Some(done) = pipeline.writes.next(), if !pipeline.writes.is_empty() => {
-                pipeline.finish(&state, &tx, done);
+            Some(done) = next_write(&mut pipeline) => {
+                if let Some(p) = pipeline.as_mut() {
+                    p.finish(&state, &tx, done);
+                }
             }
             _ = timer => {
                 if close_by.is_some() {
@@ -281,7 +301,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) 
     }
 
     // Writes already started are committed: publish their events (and queue their replies).
-    pipeline.drain(&state, &tx).await;
+    drain(&mut pipeline, &state, &tx).await;
     conn.end_session(&state);
     state.unregister(key);
     drop(tx);

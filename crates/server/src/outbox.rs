@@ -169,6 +169,15 @@ impl OutboxReceiver {
         }
     }
 
+    /// Free the queue's buffer if nothing is waiting: called when the writer has flushed, so
+    /// an idle connection holds no queue memory (a busy one reallocates once per batch).
+    pub fn release_idle(&mut self) {
+        let mut q = self.shared.queue.lock();
+        if q.items.is_empty() && q.items.capacity() > 0 {
+            q.items = VecDeque::new();
+        }
+    }
+
     pub fn try_recv(&mut self) -> Option<Outbound> {
         let item = {
             let mut q = self.shared.queue.lock();

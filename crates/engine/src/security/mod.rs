@@ -182,6 +182,9 @@ pub struct Security {
     revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
     /// Token (stateless) sessions' activity, for their inactivity and usage limits.
     token_activity: parking_lot::Mutex<std::collections::HashMap<String, Activity>>,
+    /// Each user's permissions as of a directory generation, shared by all of the user's
+    /// sessions (ten thousand device sockets of one user hold one copy, not ten thousand).
+    shared_permissions: parking_lot::Mutex<(u64, std::collections::HashMap<String, Arc<Permissions>>)>,
     nonces: nonce::NonceCache,
 }
 
@@ -245,6 +248,7 @@ impl Security {
             generation: Default::default(),
             revoked: Default::default(),
             token_activity: Default::default(),
+            shared_permissions: Default::default(),
             nonces: nonce::NonceCache::new(config.nonce_ttl.unwrap_or(DEFAULT_NONCE_TTL)),
         }
     }
@@ -268,10 +272,32 @@ impl Security {
         if cached.generation != generation {
             *cached = CachedPermissions {
                 generation,
-                permissions: Arc::new(self.permissions_of(username).await?),
+                permissions: self.user_permissions(username, generation).await?,
             };
         }
         Ok(cached.permissions.clone())
+    }
+
+    /// The user's permissions at directory `generation`, loaded once and shared.
+    async fn user_permissions(&self, username: &str, generation: u64) -> Result<Arc<Permissions>, DataError> {
+        {
+            let cache = self.shared_permissions.lock();
+            if cache.0 == generation {
+                if let Some(p) = cache.1.get(username) {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        let permissions = Arc::new(self.permissions_of(username).await?);
+        let mut cache = self.shared_permissions.lock();
+        // Only a load that no change overtook may be shared.
+        if self.generation() == generation {
+            if cache.0 != generation {
+                *cache = (generation, Default::default());
+            }
+            cache.1.insert(username.to_string(), permissions.clone());
+        }
+        Ok(permissions)
     }
 
     /// A cache that starts from the permissions loaded at login.
@@ -453,7 +479,10 @@ impl Security {
         let generation = self.generation();
         let record = self.load_user(username).await?.ok_or(AccessError::InvalidCredentials)?;
         let groups = self.groups_of(username).await.map_err(|_| AccessError::InvalidCredentials)?;
-        let permissions = Arc::new(self.permissions_of(username).await.map_err(|_| AccessError::InvalidCredentials)?);
+        let permissions = self
+            .user_permissions(username, generation)
+            .await
+            .map_err(|_| AccessError::InvalidCredentials)?;
         let public_key = presented_key
             .map(str::to_string)
             .or_else(|| record.data.get("publicKey").and_then(Value::as_str).map(str::to_string));
