@@ -37,6 +37,9 @@ pub const KEYPAIR_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/KEYPAIR";
 /// The generated session-token secret, persisted so tokens survive restarts. Never readable.
 pub const TOKEN_SECRET_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/SESSION_TOKEN_SECRET";
 
+/// How many token sessions' uses are remembered before expired ones are forgotten.
+const TOKEN_ACTIVITY_PRUNE_AT: usize = 10_000;
+
 /// Records no client may read, whatever its permissions, in secure and insecure mode alike.
 pub fn is_hidden(path: &str) -> bool {
     path == KEYPAIR_PATH || path == TOKEN_SECRET_PATH
@@ -180,8 +183,9 @@ pub struct Security {
     /// Revoked session ids, loaded from the store at start and kept in step with it, so the
     /// check on every request is a memory lookup.
     revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
-    /// Token (stateless) sessions' activity, for their inactivity and usage limits.
-    token_activity: parking_lot::Mutex<std::collections::HashMap<String, Activity>>,
+    /// Token (stateless) sessions' uses, for their inactivity and usage limits, with the time
+    /// each token expires (if its policy has a time to live).
+    token_activity: parking_lot::Mutex<std::collections::HashMap<String, (Activity, Option<i64>)>>,
     /// Each user's permissions as of a directory generation, shared by all of the user's
     /// sessions (ten thousand device sockets of one user hold one copy, not ten thousand).
     shared_permissions: parking_lot::Mutex<(u64, std::collections::HashMap<String, Arc<Permissions>>)>,
@@ -589,14 +593,26 @@ impl Security {
         let profile = self.token_policy(claims);
         let policy = &profile.policy;
         let now = now_millis();
-        let mut activity = self.token_activity.lock();
-        let entry = activity.entry(claims.id.clone()).or_insert_with(|| Activity::new(claims.timestamp));
-        policy.check(claims.timestamp, entry, now)?;
-        if let (Some(perms), Some((path, action))) = (&policy.permissions, permission) {
-            if !perms.allows(path, action) {
-                return Err(PolicyDenial::PermissionsLimited);
-            }
+        let check_permission = || match (&policy.permissions, permission) {
+            (Some(perms), Some((path, action))) if !perms.allows(path, action) => Err(PolicyDenial::PermissionsLimited),
+            _ => Ok(()),
+        };
+        // Only inactivity and usage limits need to remember a token's uses.
+        if policy.inactivity_ms.is_none() && policy.usage_limit.is_none() {
+            policy.check(claims.timestamp, &Activity::new(now), now)?;
+            return check_permission();
         }
+        let mut activity = self.token_activity.lock();
+        if activity.len() >= TOKEN_ACTIVITY_PRUNE_AT && !activity.contains_key(&claims.id) {
+            // Tokens past their time to live are refused anyway: forget their uses.
+            activity.retain(|_, (_, expires)| expires.is_none_or(|e| e > now));
+        }
+        let expires = policy.ttl_ms.map(|ttl| claims.timestamp.saturating_add(ttl as i64));
+        let (entry, _) = activity
+            .entry(claims.id.clone())
+            .or_insert_with(|| (Activity::new(claims.timestamp), expires));
+        policy.check(claims.timestamp, entry, now)?;
+        check_permission()?;
         Policy::record_use(entry, now);
         Ok(())
     }
@@ -742,6 +758,54 @@ mod tests {
         assert_eq!(s.authenticate(&creds(ADMIN, "happn")).await.unwrap_err(), AccessError::LockedOut);
         tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
         assert!(s.authenticate(&creds(ADMIN, "happn")).await.is_ok(), "the lock lapses");
+    }
+
+    #[tokio::test]
+    async fn token_uses_are_remembered_only_when_a_policy_needs_them() {
+        let cfg = SecurityConfig {
+            profiles: Profiles::parse(&json!([
+                {"name": "counted", "session": {"user.username": "u", "type": 0}, "policy": {"usage_limit": 2, "ttl": 1000}},
+            ]))
+            .unwrap(),
+            users: vec![UserSpec {
+                username: "u".into(),
+                password: Some("p".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = security(&cfg).await;
+        let token = |id: &str, user: &str, profile: &str, timestamp: i64| {
+            s.issue_token(&TokenClaims {
+                id: id.into(),
+                username: user.into(),
+                timestamp,
+                profile: Some(profile.into()),
+            })
+        };
+        let by_token = |t: String| Credentials {
+            token: Some(t),
+            ..Default::default()
+        };
+        let now = now_millis();
+        // The default stateless policy limits nothing: no entry is kept.
+        assert!(s.authenticate(&by_token(token("a", ADMIN, "default-stateless", now))).await.is_ok());
+        assert!(s.token_activity.lock().is_empty());
+        // A usage limit is counted per token session, and enforced.
+        let counted = token("b", "u", "counted", now);
+        assert!(s.authenticate(&by_token(counted.clone())).await.is_ok());
+        assert!(s.authenticate(&by_token(counted.clone())).await.is_ok());
+        assert!(s.authenticate(&by_token(counted)).await.is_err(), "the third use is over the limit");
+        // Entries of tokens past their time to live are forgotten once the map is large.
+        {
+            let mut a = s.token_activity.lock();
+            for i in 0..TOKEN_ACTIVITY_PRUNE_AT {
+                a.insert(format!("old{i}"), (Activity::new(0), Some(1)));
+            }
+        }
+        assert!(s.authenticate(&by_token(token("c", "u", "counted", now))).await.is_ok());
+        let a = s.token_activity.lock();
+        assert!(a.len() <= 3 && a.contains_key("b") && a.contains_key("c"), "{}", a.len());
     }
 
     #[test]
