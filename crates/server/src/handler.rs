@@ -440,12 +440,18 @@ fn set_options(req: &Request) -> Result<SetOptions, Failure> {
     })
 }
 
-async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
+/// The checks a data `set` passes before it writes: a path outside the protected records, and
+/// valid options.
+fn prepare_set(req: &Request) -> Result<(&str, SetOptions), Failure> {
     let path = path_of(req)?;
     if security::is_protected(path) {
         return Err(Failure::Bad(format!("{path} is a system record and cannot be written")));
     }
-    let opts = set_options(req)?;
+    Ok((path, set_options(req)?))
+}
+
+async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
+    let (path, opts) = prepare_set(req)?;
     let written = state.data.set(path, data, &opts).await?;
     Ok(set_reply(state, req, path, &written))
 }
@@ -471,12 +477,9 @@ pub async fn start_write(state: &Arc<AppState>, conn: &mut Conn, mut req: Box<Re
     if req.action != Action::Set {
         return Err(req);
     }
-    let path = match req.path.as_ref().and_then(Value::as_str) {
-        Some(p) if !security::is_protected(p) => p.to_string(),
-        _ => return Err(req),
-    };
-    let Ok(opts) = set_options(&req) else {
-        return Err(req);
+    let (path, opts) = match prepare_set(&req) {
+        Ok((path, opts)) => (path.to_string(), opts),
+        Err(_) => return Err(req),
     };
     if authorize(state, conn, &req).await.is_err() {
         return Err(req);
