@@ -8,7 +8,7 @@ pub mod request;
 pub mod response;
 
 pub use error::WireError;
-pub use frame::{decode_frame, encode_control, escape_line_separators, Control, Frame};
+pub use frame::{decode_frame, decode_request, encode_control, escape_line_separators, Control, Decoded, Frame};
 pub use request::{Action, Request, RequestError};
 pub use response::{anonymous_error, item_json, system_message, unknown_action_error, EventMeta, RecordMeta, Reply};
 

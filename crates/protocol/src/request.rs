@@ -2,7 +2,10 @@
 //! `protocol` and `timeout` are client-side only) and strict where a wrong type would otherwise
 //! reach the engine.
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -49,7 +52,7 @@ impl Action {
 }
 
 /// A well-formed request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub action: Action,
     /// Echoed verbatim (any JSON value); `None` when the key was absent.
@@ -87,17 +90,71 @@ impl Request {
         let Value::Object(mut obj) = frame else {
             return Err(RequestError::NotAnObject);
         };
-        let event_id = obj.remove("eventId");
-        let session_id = obj.remove("sessionId");
-        let action_value = obj.remove("action").unwrap_or(Value::Null);
-        let Some(action) = action_value.as_str().and_then(Action::parse) else {
-            return Err(RequestError::UnknownAction {
-                action: action_value,
-                event_id,
-                session_id,
-            });
+        let action = match obj.remove("action") {
+            Some(Value::String(s)) => Action::parse(&s).ok_or(Value::String(s)),
+            other => Err(other.unwrap_or(Value::Null)),
         };
-        let options = match obj.remove("options") {
+        Envelope {
+            action,
+            event_id: obj.remove("eventId"),
+            session_id: obj.remove("sessionId"),
+            path: obj.remove("path"),
+            data: obj.remove("data"),
+            options: obj.remove("options"),
+        }
+        .into_request()
+    }
+
+    /// The path as a string, or a description of what is wrong with it.
+    pub fn path_str(&self) -> Result<&str, String> {
+        match &self.path {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err("a path is required".into()),
+            Some(other) => Err(format!("path must be a string, not {}", type_name(other))),
+        }
+    }
+
+    /// An option interpreted the way JS does: present and truthy.
+    pub fn option_truthy(&self, key: &str) -> bool {
+        self.options.get(key).is_some_and(truthy)
+    }
+}
+
+/// The fields of a request object, however it was read. Both the `Value` path ([`Request::parse`])
+/// and the streaming one ([`parse_request_str`]) end here, so they cannot disagree on what is an
+/// error.
+struct Envelope {
+    /// The known action, or what `action` held instead (`Null` when absent) for the error reply.
+    action: Result<Action, Value>,
+    event_id: Option<Value>,
+    session_id: Option<Value>,
+    path: Option<Value>,
+    data: Option<Value>,
+    options: Option<Value>,
+}
+
+impl Envelope {
+    #[allow(clippy::result_large_err)] // as Request::parse, whose result this is
+    fn into_request(self) -> Result<Request, RequestError> {
+        let Envelope {
+            action,
+            event_id,
+            session_id,
+            path,
+            data,
+            options,
+        } = self;
+        let action = match action {
+            Ok(a) => a,
+            Err(action) => {
+                return Err(RequestError::UnknownAction {
+                    action,
+                    event_id,
+                    session_id,
+                })
+            }
+        };
+        let options = match options {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m,
             Some(other) => {
@@ -113,24 +170,244 @@ impl Request {
             action,
             event_id,
             session_id,
-            path: obj.remove("path"),
-            data: obj.remove("data"),
+            path,
+            data,
             options,
         })
     }
+}
 
-    /// The path as a string, or a description of what is wrong with it.
-    pub fn path_str(&self) -> Result<&str, String> {
-        match &self.path {
-            Some(Value::String(s)) => Ok(s),
-            None | Some(Value::Null) => Err("a path is required".into()),
-            Some(other) => Err(format!("path must be a string, not {}", type_name(other))),
-        }
+/// Parse one JSON text straight into a request, as `serde_json::from_str::<Value>` followed by
+/// [`Request::parse`] would, but without building the envelope's map (every key of which would
+/// be hashed and allocated only to be removed again). The field values are still `Value`s.
+///
+/// The outer `Err` is invalid JSON, with serde_json's own message: every value, including ones
+/// under keys we ignore, goes through the same `deserialize_any` parse that `Value` uses, so the
+/// first error (and its position, and the 128-level recursion limit) is the same.
+// The same (large) result as `Request::parse`, moved once to the caller.
+#[allow(clippy::result_large_err)]
+pub(crate) fn parse_request_str(text: &str) -> Result<Result<Request, RequestError>, serde_json::Error> {
+    serde_json::from_str::<Incoming>(text).map(|i| i.0)
+}
+
+struct Incoming(Result<Request, RequestError>);
+
+impl<'de> Deserialize<'de> for Incoming {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IncomingVisitor)
+    }
+}
+
+/// The top-level value: an object becomes a request; anything else is parsed (so invalid JSON
+/// is still an error) and answered as not an object.
+struct IncomingVisitor;
+
+impl<'de> Visitor<'de> for IncomingVisitor {
+    type Value = Incoming;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
     }
 
-    /// An option interpreted the way JS does: present and truthy.
-    pub fn option_truthy(&self, key: &str) -> bool {
-        self.options.get(key).is_some_and(truthy)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Incoming, A::Error> {
+        let mut env = Envelope {
+            action: Err(Value::Null),
+            event_id: None,
+            session_id: None,
+            path: None,
+            data: None,
+            options: None,
+        };
+        // Assignments overwrite, so a repeated key keeps its last value, as a map insert does.
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Action => env.action = map.next_value_seed(ActionSeed)?,
+                Key::EventId => env.event_id = Some(map.next_value()?),
+                Key::SessionId => env.session_id = Some(map.next_value()?),
+                Key::Path => env.path = Some(map.next_value()?),
+                Key::Data => env.data = Some(map.next_value()?),
+                Key::Options => env.options = Some(map.next_value()?),
+                Key::Other => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        Ok(Incoming(env.into_request()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Incoming, A::Error> {
+        Skip.visit_seq(seq)?;
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Incoming, E> {
+        Ok(Incoming(Err(RequestError::NotAnObject)))
+    }
+}
+
+/// A key of the request object, recognised from the borrowed (or unescaped scratch) text.
+enum Key {
+    Action,
+    EventId,
+    SessionId,
+    Path,
+    Data,
+    Options,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                Ok(match s {
+                    "action" => Key::Action,
+                    "eventId" => Key::EventId,
+                    "sessionId" => Key::SessionId,
+                    "path" => Key::Path,
+                    "data" => Key::Data,
+                    "options" => Key::Options,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// `action`: a known action name is matched in place; anything else becomes the `Value` the
+/// "Unknown request action" reply echoes.
+struct ActionSeed;
+
+impl<'de> DeserializeSeed<'de> for ActionSeed {
+    type Value = Result<Action, Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ActionSeed {
+    type Value = Result<Action, Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Action::parse(s).ok_or_else(|| Value::String(s.to_owned())))
+    }
+
+    // The rest build exactly the `Value` that `Value`'s own visitor would.
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(Value::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(Err(Value::Bool(b)))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(n)))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(n)))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(Err(Value::from(n)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Err)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Err)
+    }
+}
+
+/// Skips a value without keeping it. Not `serde::de::IgnoredAny`: serde_json answers that with a
+/// separate scanner that has no recursion limit, does not range-check numbers (`1e999`) and lets
+/// lone surrogates (`"\ud800"`) through, so `{"action":"get","protocol":1e999}` would be a request
+/// here and invalid JSON on the `Value` path. Going through `deserialize_any` like `Value` does
+/// keeps the two identical; it still allocates nothing (strings borrow from the input, or from
+/// the deserializer's reused scratch buffer when they have escapes).
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
     }
 }
 

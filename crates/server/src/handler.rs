@@ -162,7 +162,13 @@ pub fn parse(state: &AppState, conn: &mut Conn, frame: Value) -> Parsed {
         Ok(f) => f,
         Err(reply) => return Parsed::Answer(Answer::Clear(reply)),
     };
-    match Request::parse(frame) {
+    parse_decoded(Request::parse(frame))
+}
+
+/// A parsed request, or the error reply for a frame that is not one. Shared by the `Value` path
+/// ([`parse`]) and frames decoded straight into a request (`happn_protocol::decode_request`).
+pub fn parse_decoded(result: Result<Request, RequestError>) -> Parsed {
+    match result {
         Ok(r) => Parsed::Request(Box::new(r)),
         Err(RequestError::NotAnObject) => Parsed::Answer(Answer::Text(anonymous_error(&WireError::unknown_action("undefined")))),
         Err(RequestError::UnknownAction {
