@@ -1,28 +1,31 @@
-//! One websocket connection: a reader loop that decodes frames, runs requests in order and keeps
-//! the Primus heartbeat, and a writer task that drains the connection's outbound queue.
+//! One websocket connection, served by one task: it reads and decodes frames, runs requests in
+//! order, writes replies and events as the socket takes them, and keeps the Primus heartbeat.
+//! One task (rather than a reader and a writer) keeps an idle connection small and saves a
+//! cross-task wake-up per batch; output keeps flowing while a request waits (a password hash, a
+//! durable commit) because every such wait also drives the writer.
 //!
-//! Writes are pipelined on durable stores: a `set` that passes its checks is started and the
-//! loop reads the next frame while the store commits it, so a client with several writes in
-//! flight has them share one group commit (fsync) instead of paying one each. Replies and
-//! events still leave in request order: pipelined writes finish in the order they started, and
-//! any other request (or a write to a path already in flight) first waits for them all.
+//! Writes are pipelined on durable stores ([`pipeline`]): replies and events still leave in
+//! request order, since pipelined writes finish in the order they started and any other request
+//! (or a write to a path already in flight) first waits for them all.
 
-use crate::encryption::{self, FrameCipher};
-use crate::handler::{self, Conn, Parsed};
+mod pipeline;
+mod sender;
+
+use crate::handler::{self, Answer, Conn, Parsed};
 use crate::outbox::outbox;
-use crate::state::{AppState, Outbound};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
-use happn_engine::data::Written;
-use happn_engine::DataError;
-use happn_protocol::Request;
-use happn_protocol::{anonymous_error, encode_control, escape_line_separators, Control, Frame, WireError};
-use std::collections::VecDeque;
+use crate::state::{AppState, Outbox};
+use crate::websocket::{Incoming, Kind, Stream, WsSocket};
+use bytes::Bytes;
+use happn_protocol::{anonymous_error, encode_control, Control, Decoded, Frame, Request, WireError};
+use pipeline::{Pipeline, WriteDone, MAX_PIPELINED};
+use sender::{Flow, Sender};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::time::{sleep_until, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
 
 /// The client's heartbeat settings, from the upgrade query (`?ping=25000&pong=10000`).
 #[derive(Debug, Clone, Copy)]
@@ -55,272 +58,428 @@ impl Heartbeat {
 /// How long a server-initiated close waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
-/// Most writes one connection may have in flight at once.
-const MAX_PIPELINED: usize = 64;
+/// Output waiting while a burst of input is handled that is written without waiting for the end
+/// of the burst, so the client can send its next requests sooner.
+const EAGER_WRITE_BYTES: usize = 4096;
 
-type WriteDone = (Box<Request>, String, Result<Written, DataError>);
-
-/// A connection's pipelined writes, oldest first.
-#[derive(Default)]
-struct Pipeline {
-    writes: FuturesOrdered<BoxFuture<'static, WriteDone>>,
-    paths: VecDeque<String>,
+/// Serve an upgraded connection until it closes: the future is the connection's task.
+pub fn serve(stream: Stream, preread: Bytes, state: Arc<AppState>, heartbeat: Heartbeat) -> impl Future<Output = ()> + Send {
+    Connection::new(stream, preread, state, heartbeat).run()
 }
 
-impl Pipeline {
-    fn start(&mut self, w: handler::PendingWrite) {
-        let (req, path, write) = w.into_parts();
-        self.paths.push_back(path.clone());
-        self.writes.push_back(Box::pin(async move { (req, path, write.await) }));
-    }
-
-    fn writes_to(&self, req: &Request) -> bool {
-        req.path
-            .as_ref()
-            .and_then(|p| p.as_str())
-            .is_some_and(|p| self.paths.iter().any(|q| q == p))
-    }
-
-    fn finish(&mut self, state: &AppState, tx: &crate::state::Outbox, (req, path, result): WriteDone) {
-        self.paths.pop_front();
-        handler::finish_write(state, tx, &req, &path, result);
-    }
+/// What a received message asks of the connection, once decoded (owned, and small: it is held
+/// while a request runs).
+enum Todo {
+    Nothing,
+    Answer(Answer),
+    Request(Box<Request>),
+    /// The client closed: the connection ends.
+    End,
 }
 
-/// Finish every pipelined write in flight, in order.
-async fn drain(pipeline: &mut Option<Pipeline>, state: &AppState, tx: &crate::state::Outbox) {
-    let Some(p) = pipeline.as_mut() else { return };
-    if p.writes.is_empty() {
-        return;
-    }
-    Box::pin(async {
-        while let Some(done) = p.writes.next().await {
-            p.finish(state, tx, done);
+/// What woke the connection while it waited.
+enum Wake {
+    Input,
+    /// The client closed its side, or reading failed.
+    Eof,
+    Written(WriteDone),
+    Timer,
+    /// A close frame went out: wait a little for the client's reply.
+    CloseSent,
+    Overflow,
+    WriteFailed,
+}
+
+/// Why the connection ended, for what is still owed to the client.
+#[derive(PartialEq)]
+enum End {
+    /// Flush what is queued (a close reply, the last replies), then shut the socket.
+    Flush,
+    /// The socket is unusable or the client stopped reading: just drop it.
+    Drop,
+}
+
+/// Everything one connection keeps. Its size is the idle cost of a connection (with the task
+/// header and the socket's kernel buffers), so the rare parts live behind boxes.
+struct Connection {
+    ws: WsSocket<Stream>,
+    out: Sender,
+    conn: Conn,
+    tx: Outbox,
+    state: Arc<AppState>,
+    /// The heartbeat deadline, or the close deadline once a close is under way.
+    timer: Pin<Box<Sleep>>,
+    interval: Option<Duration>,
+    skipped: u32,
+    last_pong: Option<Instant>,
+    /// Set once a close is queued or sent: from then on only the client's close matters.
+    closing: bool,
+    close_by: Option<Instant>,
+    /// Created on the first pipelined write: an idle connection does not carry it.
+    pipeline: Option<Box<Pipeline>>,
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
+impl Connection {
+    fn new(io: Stream, preread: Bytes, state: Arc<AppState>, heartbeat: Heartbeat) -> Self {
+        // hyper's leftover bytes share its whole 8 KiB read buffer: copy them, let it go.
+        let ws = WsSocket::new(io, &preread, state.config.max_frame_bytes);
+        let (tx, rx) = outbox(state.config.max_queue_bytes);
+        let key = state.register(tx.clone());
+        let deadline = heartbeat.interval.map(|i| Instant::now() + i);
+        Connection {
+            ws,
+            out: Sender::new(rx),
+            conn: Conn::new(key),
+            tx,
+            state,
+            timer: Box::pin(tokio::time::sleep_until(deadline.unwrap_or_else(far_future))),
+            interval: heartbeat.interval,
+            skipped: 0,
+            last_pong: None,
+            closing: false,
+            close_by: None,
+            pipeline: None,
         }
-    })
-    .await
-}
-
-/// The oldest pipelined write, once done; pending forever while there is none.
-async fn next_write(pipeline: &mut Option<Pipeline>) -> Option<WriteDone> {
-    match pipeline.as_mut() {
-        Some(p) if !p.writes.is_empty() => p.writes.next().await,
-        _ => std::future::pending().await,
     }
-}
 
-pub async fn run(socket: WebSocket, state: Arc<AppState>, heartbeat: Heartbeat) {
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = outbox(state.config.max_queue_bytes);
-    let key = state.register(tx.clone());
-    let mut conn = Conn::new(key);
+    /// `self` is taken by value into the returned future and used in place (an `async fn`
+    /// would keep a second copy of its argument in the task).
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let end = self.serve().await;
+            // The end is boxed: an idle connection need not carry its space.
+            Box::pin(self.finish(end)).await
+        }
+    }
 
-    let mut writer = tokio::spawn(async move {
-        // Payload encryption of this connection's frames, switched on by an encrypted login.
-        let mut cipher: Option<Arc<FrameCipher>> = None;
-        // Batch: feed everything queued, flush once.
-        while let Some(first) = rx.recv().await {
-            let mut next = Some(first);
-            while let Some(out) = next.take() {
-                match out {
-                    Outbound::Text(t) => {
-                        let t = encryption::outgoing(cipher.as_deref(), t);
-                        if sink.feed(Message::Text(Utf8Bytes::from(escape_line_separators(t)))).await.is_err() {
-                            return;
-                        }
+    async fn serve(&mut self) -> End {
+        loop {
+            // Everything complete in the input, in order.
+            loop {
+                let Some(todo) = self.next_todo() else { break };
+                match todo {
+                    Todo::Nothing => {}
+                    Todo::End => return End::Flush,
+                    // Boxed, as every wait while handling input: an idle connection need not
+                    // carry the space of a request in progress.
+                    Todo::Answer(answer) => {
+                        Box::pin(self.drain()).await;
+                        answer.send(&self.tx);
                     }
-                    Outbound::Clear(t) => {
-                        if sink.feed(Message::Text(Utf8Bytes::from(escape_line_separators(t)))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Outbound::Encrypt(c) => cipher = c,
-                    Outbound::Close { preface, code, reason } => {
-                        for p in preface {
-                            let p = encryption::outgoing(cipher.as_deref(), p);
-                            let _ = sink.feed(Message::Text(Utf8Bytes::from(p))).await;
-                        }
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: Utf8Bytes::from(reason),
-                            })))
-                            .await;
-                        return;
+                    Todo::Request(req) => Box::pin(self.request(req)).await,
+                }
+                // Replies start leaving while the rest of a burst is handled.
+                if self.ws.unwritten() + self.tx.queued_bytes() >= EAGER_WRITE_BYTES {
+                    let Connection { ws, out, .. } = self;
+                    poll_fn(|cx| {
+                        out.poll(cx, ws);
+                        Poll::Ready(())
+                    })
+                    .await;
+                }
+            }
+            match self.wait().await {
+                Wake::Input => {}
+                Wake::Eof => return End::Flush,
+                Wake::Written(done) => {
+                    if let Some(p) = self.pipeline.as_mut() {
+                        p.finish(&self.state, &self.tx, done);
                     }
                 }
-                next = rx.try_recv();
+                Wake::CloseSent => {
+                    self.closing = true;
+                    let by = Instant::now() + CLOSE_GRACE;
+                    self.close_by = Some(by);
+                    self.timer.as_mut().reset(by);
+                }
+                Wake::Overflow => {
+                    // The client stopped reading: drop it rather than buffer without bound.
+                    let who = self
+                        .conn
+                        .session
+                        .as_ref()
+                        .map(|s| s.id.to_string())
+                        .unwrap_or_else(|| "(not logged in)".into());
+                    tracing::warn!(conn = self.conn.key, session = %who, limit = self.tx.limit(), "closing connection: outbound queue full (client not reading)");
+                    return End::Drop;
+                }
+                Wake::WriteFailed => return End::Drop,
+                Wake::Timer => {
+                    if self.close_by.is_some() {
+                        return End::Drop;
+                    }
+                    self.heartbeat_missed();
+                }
             }
-            if sink.flush().await.is_err() {
-                return;
-            }
-            rx.release_idle();
         }
-        // Every sender is gone: flush whatever is pending (e.g. the reply to a client's close).
-        let _ = sink.close().await;
-    });
+    }
 
-    let allowed_skips = state.config.allow_skipped_heartbeats;
-    let pong_skip = Duration::from_millis(state.config.pong_skip_time_ms);
-    let mut deadline = heartbeat.interval.map(|i| Instant::now() + i);
-    let mut skipped = 0u32;
-    let mut last_pong: Option<Instant> = None;
-    let mut writer_done = false;
-    let mut close_by: Option<Instant> = None;
-    // Only a durable store makes a write wait long enough for pipelining to pay.
-    let pipelining = !state.config.data.memory;
-    // Created on the first pipelined write: an idle connection does not carry its allocation.
-    let mut pipeline: Option<Pipeline> = None;
-
-    loop {
-        let timer = async {
-            match (close_by, deadline) {
-                (Some(t), _) => sleep_until(t).await,
-                (None, Some(t)) => sleep_until(t).await,
-                (None, None) => std::future::pending::<()>().await,
+    /// Decode the next complete message and do what needs no waiting; `None` when the input
+    /// holds no complete message.
+    fn next_todo(&mut self) -> Option<Todo> {
+        let key = self.conn.key;
+        let closing = self.closing;
+        let text = match self.ws.next_message()? {
+            Incoming::Text(_) | Incoming::Binary(_) if closing => return Some(Todo::Nothing),
+            Incoming::Text(t) => decode(&self.state, &mut self.conn, t),
+            // Primus sends text, but a binary frame holding UTF-8 JSON is read the same way.
+            Incoming::Binary(b) => match std::str::from_utf8(b) {
+                Ok(t) => decode(&self.state, &mut self.conn, t),
+                Err(_) => {
+                    tracing::debug!(conn = key, "binary frame that is not UTF-8 dropped");
+                    return Some(Todo::Nothing);
+                }
+            },
+            Incoming::Ping(payload) => {
+                // websocket-level pings keep the spark alive too.
+                let payload = payload.to_vec();
+                if !self.closing {
+                    self.ws.send(Kind::Pong, &payload);
+                }
+                self.heartbeat_seen();
+                return Some(Todo::Nothing);
+            }
+            Incoming::Pong => return Some(Todo::Nothing),
+            Incoming::Close(code) => {
+                if !self.closing {
+                    // Answer the client's close with its own code, after what is queued.
+                    self.tx.close(vec![], code.unwrap_or(1005), String::new());
+                }
+                return Some(Todo::End);
+            }
+            Incoming::TooBig => {
+                let limit = self.state.config.max_frame_bytes;
+                tracing::warn!(conn = key, "closing connection: message over the {limit}-byte limit");
+                let err = WireError::error(format!("message exceeds the maximum size of {limit} bytes"));
+                self.close(vec![anonymous_error(&err)], 1009, format!("message too big (limit {limit} bytes)"));
+                return Some(Todo::Nothing);
+            }
+            Incoming::NotUtf8 => {
+                self.close(vec![], 1007, "text frame that is not UTF-8".into());
+                return Some(Todo::Nothing);
+            }
+            Incoming::Violation(v) => {
+                tracing::debug!(conn = key, reason = v.reason, "closing connection: websocket protocol error");
+                self.close(vec![], v.code, v.reason.into());
+                return Some(Todo::Nothing);
             }
         };
-        tokio::select! {
-            msg = stream.next() => {
-                let text = match msg {
-                    None => break,
-                    Some(Err(e)) => {
-                        if is_too_large(&e) {
-                            let limit = state.config.max_frame_bytes;
-                            tracing::warn!(conn = key, "closing connection: message over the {limit}-byte limit");
-                            let err = WireError::error(format!("message exceeds the maximum size of {limit} bytes"));
-                            tx.close(vec![anonymous_error(&err)], 1009, format!("message too big (limit {limit} bytes)"));
-                            close_by.get_or_insert(Instant::now() + CLOSE_GRACE);
-                            continue;
-                        }
-                        tracing::debug!(conn = key, error = %e, "websocket error");
-                        break;
-                    }
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
-                        Ok(t) => t,
-                        Err(_) => { tracing::debug!(conn = key, "binary frame that is not UTF-8 dropped"); continue; }
-                    },
-                    Some(Ok(Message::Ping(_))) => {
-                        // websocket-level pings keep the spark alive too (the library answers them).
-                        skipped = 0;
-                        deadline = heartbeat.interval.map(|i| Instant::now() + i);
-                        continue;
-                    }
-                    Some(Ok(Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) => break,
-                };
-                match happn_protocol::decode_frame(&text) {
-                    Frame::Control(Control::Ping(n)) => {
-                        skipped = 0;
-                        deadline = heartbeat.interval.map(|i| Instant::now() + i);
-                        let now = Instant::now();
-                        if last_pong.is_none_or(|t| now.duration_since(t) >= pong_skip) {
-                            last_pong = Some(now);
-                            tx.text(encode_control(&format!("primus::pong::{n}")));
-                        }
-                    }
-                    Frame::Control(Control::Id) => {
-                        tx.text(encode_control(&format!("primus::id::{key}")));
-                    }
-                    Frame::Message(v) => match handler::parse(&state, &mut conn, v) {
-                        Parsed::Answer(answer) => {
-                            drain(&mut pipeline, &state, &tx).await;
-                            answer.send(&tx);
-                        }
-                        Parsed::Request(req) => {
-                            // Every await here is boxed: their futures are large and only live while
-                            // a request runs, so an idle connection does not carry their space.
-                            let req = if pipelining && !pipeline.as_ref().is_some_and(|p| p.writes_to(&req)) {
-                                match Box::pin(handler::start_write(&state, &mut conn, req)).await {
-                                    Ok(write) => {
-                                        let p = pipeline.get_or_insert_with(Pipeline::default);
-                                        if p.writes.len() >= MAX_PIPELINED {
-                                            if let Some(done) = Box::pin(p.writes.next()).await {
-                                                p.finish(&state, &tx, done);
-                                            }
-                                        }
-                                        p.start(write);
-                                        continue;
-                                    }
-                                    Err(req) => req,
-                                }
-                            } else {
-                                req
-                            };
-                            drain(&mut pipeline, &state, &tx).await;
-                            Box::pin(handler::handle_request(&state, &mut conn, &tx, req)).await
-                        }
-                    },
-                    Frame::Invalid(e) => {
-                        if e.contains("recursion limit") {
-                            let err = WireError::error("message is nested too deeply (the limit is 128 levels)");
-                            tx.text(anonymous_error(&err));
-                        } else {
-                            // As the original: invalid JSON is logged and dropped, no reply.
-                            tracing::debug!(conn = key, error = %e, "invalid JSON frame dropped");
-                        }
-                    }
+        Some(match text {
+            Text::Control(Control::Ping(n)) => {
+                self.heartbeat_seen();
+                let now = Instant::now();
+                let pong_skip = Duration::from_millis(self.state.config.pong_skip_time_ms);
+                if self.last_pong.is_none_or(|t| now.duration_since(t) >= pong_skip) {
+                    self.last_pong = Some(now);
+                    self.tx.text(encode_control(&format!("primus::pong::{n}")));
                 }
+                Todo::Nothing
             }
-            Some(done) = next_write(&mut pipeline) => {
-                if let Some(p) = pipeline.as_mut() {
-                    p.finish(&state, &tx, done);
-                }
+            Text::Control(Control::Id) => {
+                self.tx.text(encode_control(&format!("primus::id::{key}")));
+                Todo::Nothing
             }
-            _ = timer => {
-                if close_by.is_some() {
-                    break;
-                }
-                skipped += 1;
-                if skipped <= allowed_skips {
-                    let now_ms = happn_engine::now_millis();
-                    tx.text(encode_control(&format!("primus::pong::{now_ms}")));
-                    deadline = heartbeat.interval.map(|i| Instant::now() + i);
+            Text::Invalid(e) => {
+                if e.contains("recursion limit") {
+                    let err = WireError::error("message is nested too deeply (the limit is 128 levels)");
+                    self.tx.text(anonymous_error(&err));
                 } else {
-                    tracing::debug!(conn = key, "heartbeat flatlined; closing");
-                    tx.close(vec![], 1000, String::new());
-                    deadline = None;
-                    close_by = Some(Instant::now() + CLOSE_GRACE);
+                    // As the original: invalid JSON is logged and dropped, no reply.
+                    tracing::debug!(conn = key, error = %e, "invalid JSON frame dropped");
                 }
+                Todo::Nothing
             }
-            _ = tx.overflowed() => {
-                // The client stopped reading: drop it rather than buffer without bound.
-                let who = conn.session.as_ref().map(|s| s.id.to_string()).unwrap_or_else(|| "(not logged in)".into());
-                tracing::warn!(conn = key, session = %who, limit = tx.limit(), "closing connection: outbound queue full (client not reading)");
-                writer.abort();
-                writer_done = true;
-                break;
+            Text::Parsed(Parsed::Answer(answer)) => Todo::Answer(answer),
+            Text::Parsed(Parsed::Request(req)) => Todo::Request(req),
+        })
+    }
+
+    /// Run one request; on durable stores a write is started and left in flight.
+    async fn request(&mut self, req: Box<Request>) {
+        let pipelining = !self.state.config.data.memory;
+        let req = if pipelining && !self.pipeline.as_ref().is_some_and(|p| p.writes_to(&req)) {
+            let Connection { ws, out, conn, state, .. } = self;
+            match flushing(ws, out, Box::pin(handler::start_write(state, conn, req))).await {
+                Ok(write) => {
+                    // A full pipeline first finishes its oldest write.
+                    self.drain_to(MAX_PIPELINED - 1).await;
+                    self.pipeline.get_or_insert_with(Box::default).start(write);
+                    return;
+                }
+                Err(req) => req,
             }
-            _ = &mut writer, if !writer_done => {
-                // The writer ends after sending a close: wait briefly for the client's reply.
-                writer_done = true;
-                close_by.get_or_insert(Instant::now() + CLOSE_GRACE);
-            }
+        } else {
+            req
+        };
+        self.drain().await;
+        let Connection {
+            ws, out, conn, state, tx, ..
+        } = self;
+        flushing(ws, out, Box::pin(handler::handle_request(state, conn, tx, req))).await;
+    }
+
+    /// Finish every pipelined write in flight, in order, writing output meanwhile.
+    async fn drain(&mut self) {
+        self.drain_to(0).await
+    }
+
+    /// Finish pipelined writes, oldest first, until at most `keep` are in flight.
+    async fn drain_to(&mut self, keep: usize) {
+        let Connection {
+            ws,
+            out,
+            state,
+            tx,
+            pipeline,
+            ..
+        } = self;
+        if let Some(p) = pipeline.as_mut().filter(|p| p.len() > keep) {
+            flushing(ws, out, Box::pin(p.drain_to(keep, state, tx))).await;
         }
     }
 
-    // Writes already started are committed: publish their events (and queue their replies).
-    drain(&mut pipeline, &state, &tx).await;
-    conn.end_session(&state);
-    state.unregister(key);
-    drop(tx);
-    if !writer_done {
-        let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    /// Sleep until there is input, a finished write, or a timer, writing output meanwhile.
+    fn wait(&mut self) -> impl Future<Output = Wake> + '_ {
+        let Connection {
+            ws,
+            out,
+            timer,
+            pipeline,
+            close_by,
+            conn,
+            ..
+        } = self;
+        poll_fn(move |cx| {
+            let flow = out.poll(cx, ws);
+            if flow == Flow::Failed {
+                return Poll::Ready(Wake::WriteFailed);
+            }
+            if out.overflowed() {
+                return Poll::Ready(Wake::Overflow);
+            }
+            if out.close_sent() && close_by.is_none() {
+                return Poll::Ready(Wake::CloseSent);
+            }
+            if let Some(p) = pipeline.as_mut() {
+                if let Poll::Ready(Some(done)) = p.poll_next(cx) {
+                    return Poll::Ready(Wake::Written(done));
+                }
+            }
+            match ws.poll_fill(cx) {
+                Poll::Ready(Ok(true)) => return Poll::Ready(Wake::Input),
+                Poll::Ready(Ok(false)) => return Poll::Ready(Wake::Eof),
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(conn = conn.key, error = %e, "websocket read failed");
+                    return Poll::Ready(Wake::Eof);
+                }
+                Poll::Pending => {}
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            if flow == Flow::Idle {
+                // Nothing in flight either way: give the buffers back while the client is quiet.
+                ws.release_idle();
+                out.release_idle();
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Queue a close: nothing the client sends is handled after this, but its close.
+    fn close(&mut self, preface: Vec<String>, code: u16, reason: String) {
+        self.tx.close(preface, code, reason);
+        self.closing = true;
+    }
+
+    /// A ping from the client: the spark is alive.
+    fn heartbeat_seen(&mut self) {
+        self.skipped = 0;
+        if self.close_by.is_none() {
+            let next = self.interval.map(|i| Instant::now() + i);
+            self.timer.as_mut().reset(next.unwrap_or_else(far_future));
+        }
+    }
+
+    /// The heartbeat timer ran out: a pong of our own while skips are allowed, then a close.
+    fn heartbeat_missed(&mut self) {
+        self.skipped += 1;
+        if self.skipped <= self.state.config.allow_skipped_heartbeats {
+            let now_ms = happn_engine::now_millis();
+            self.tx.text(encode_control(&format!("primus::pong::{now_ms}")));
+            let next = self.interval.map(|i| Instant::now() + i);
+            self.timer.as_mut().reset(next.unwrap_or_else(far_future));
+        } else {
+            tracing::debug!(conn = self.conn.key, "heartbeat flatlined; closing");
+            self.close(vec![], 1000, String::new());
+            self.timer.as_mut().reset(far_future());
+        }
+    }
+
+    async fn finish(&mut self, end: End) {
+        // Writes already started are committed: publish their events (and queue their replies).
+        self.drain().await;
+        self.conn.end_session(&self.state);
+        self.state.unregister(self.conn.key);
+        if end == End::Flush {
+            let Connection { ws, out, .. } = self;
+            let flushed = poll_fn(|cx| match out.poll(cx, ws) {
+                Flow::Blocked => Poll::Pending,
+                Flow::Idle | Flow::Failed => Poll::Ready(()),
+            });
+            if tokio::time::timeout(CLOSE_GRACE, flushed).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), poll_fn(|cx| ws.poll_shutdown(cx))).await;
+            }
+        }
     }
 }
 
-fn is_too_large(e: &axum::Error) -> bool {
-    use std::error::Error as _;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(s) = source {
-        if let Some(t) = s.downcast_ref::<tungstenite::Error>() {
-            return matches!(t, tungstenite::Error::Capacity(_));
-        }
-        source = s.source();
+/// A text frame, decoded.
+enum Text {
+    Control(Control),
+    /// Not JSON: the parser's message.
+    Invalid(String),
+    /// A request, or the answer to one that cannot run.
+    Parsed(Parsed),
+}
+
+/// Decode a text frame: straight into a request, or through a JSON value when payload
+/// encryption may have wrapped it.
+fn decode(state: &AppState, conn: &mut Conn, text: &str) -> Text {
+    if !state.config.encrypt_payloads {
+        return match happn_protocol::decode_request(text) {
+            Decoded::Control(c) => Text::Control(c),
+            Decoded::Invalid(e) => Text::Invalid(e),
+            Decoded::Request(r) => Text::Parsed(handler::parse_decoded(r)),
+        };
     }
-    let text = e.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big")
+    match happn_protocol::decode_frame(text) {
+        Frame::Control(c) => Text::Control(c),
+        Frame::Invalid(e) => Text::Invalid(e),
+        Frame::Message(v) => Text::Parsed(handler::parse(state, conn, v)),
+    }
+}
+
+/// Await `fut` while writing output, so replies and events already queued keep flowing.
+async fn flushing<S, F>(ws: &mut WsSocket<S>, out: &mut Sender, mut fut: F) -> F::Output
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Future + Unpin,
+{
+    poll_fn(|cx| {
+        if let Poll::Ready(v) = Pin::new(&mut fut).poll(cx) {
+            return Poll::Ready(v);
+        }
+        // A failed write is noticed by the main loop once the request is done.
+        out.poll(cx, ws);
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -335,5 +494,25 @@ mod tests {
         );
         assert_eq!(Heartbeat::from_query(None).interval, Some(Duration::from_millis(30_000)));
         assert_eq!(Heartbeat::from_query(Some("ping=false")).interval, None);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    use super::*;
+
+    fn future_size<F: FnOnce(Connection) -> Fut, Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Tens of thousands of mostly idle connections are the common case: the state a connection
+    /// keeps while it waits is its memory cost, so growth here should be a decision.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        let state = std::mem::size_of::<Connection>();
+        let task = future_size(Connection::run);
+        eprintln!("connection state {state} bytes, task future {task} bytes");
+        assert!(state <= 448, "connection state grew to {state} bytes");
+        assert!(task <= 576, "connection future grew to {task} bytes");
     }
 }

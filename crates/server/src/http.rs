@@ -10,10 +10,9 @@ pub mod static_files;
 
 use crate::conn::{self, Heartbeat};
 use crate::state::AppState;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Extension, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use crate::websocket::Upgrade;
+use axum::extract::{Extension, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use static_files::StaticFiles;
@@ -53,29 +52,18 @@ const PRIMUS_SPEC: &str = r#"{"version":"6.0.1","pathname":"/primus","timeout":3
 async fn dispatch(
     State(state): State<Arc<AppState>>,
     Extension(static_files): Extension<Option<Arc<StaticFiles>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut req: Request,
 ) -> Response {
-    let path = uri.path();
     // Primus claims every path that starts with /primus, any query.
-    if path.starts_with("/primus") {
-        if let Ok(ws) = ws {
-            let heartbeat = Heartbeat::from_query(uri.query());
-            let max = state.config.max_frame_bytes;
-            // Small socket buffers: an idle connection should cost little memory; buffers grow
-            // while a connection is busy.
-            return ws
-                .read_buffer_size(1024)
-                .write_buffer_size(16 * 1024)
-                .max_message_size(max)
-                .max_frame_size(max)
-                .on_upgrade(move |socket| conn::run(socket, state, heartbeat))
-                .into_response();
+    if req.uri().path().starts_with("/primus") {
+        if let Some(upgrade) = Upgrade::from_request(&mut req) {
+            let heartbeat = Heartbeat::from_query(req.uri().query());
+            return upgrade.respond(move |stream, preread| conn::serve(stream, preread, state, heartbeat));
         }
-        return primus_http(&method, path, &headers);
+        return primus_http(req.method(), req.uri().path(), req.headers());
     }
+    let (method, uri, headers) = (req.method().clone(), req.uri().clone(), req.headers().clone());
+    let path = uri.path();
     if path.eq_ignore_ascii_case("/version") {
         return json(StatusCode::OK, r#"{"version":"2.21.0"}"#.to_string());
     }

@@ -12,6 +12,7 @@ pub mod state;
 pub mod system;
 pub mod tls;
 pub mod tools;
+pub mod websocket;
 
 use config::Config;
 use happn_engine::data::DataService;

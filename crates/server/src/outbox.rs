@@ -1,17 +1,19 @@
 //! A connection's outbound queue, bounded by bytes. Replies and events are queued by whoever
-//! produces them (the socket's own handler, or another connection publishing); the writer task
-//! drains it. A client that stops reading cannot make the server buffer without limit: once its
-//! queue holds more than the limit, the queue is marked overflowed and the connection is closed.
+//! produces them (the socket's own handler, or another connection publishing); the connection's
+//! task drains it into the socket. A client that stops reading cannot make the server buffer
+//! without limit: once its queue holds more than the limit, the queue is marked overflowed and
+//! the connection is closed.
 
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::task::Waker;
 
 #[derive(Debug)]
 pub enum Outbound {
-    /// A frame; encrypted by the writer once the connection's payload encryption is on.
+    /// A frame; encrypted on its way out once the connection's payload encryption is on.
     Text(String),
     /// A frame that always goes out as it is (describe and login replies, errors about frames
     /// that could not be decrypted).
@@ -20,13 +22,13 @@ pub enum Outbound {
     /// order, so frames queued before an encrypted login still leave in clear.
     Encrypt(Option<std::sync::Arc<crate::encryption::FrameCipher>>),
     /// Close the socket: optional text frames first (system message, `primus::server::close`),
-    /// then a close frame with `code`.
+    /// then a close frame with `code` (1005, "no status", sends a close frame without a body).
     Close { preface: Vec<String>, code: u16, reason: String },
 }
 
 /// The queue itself is a plain `VecDeque` behind a mutex: it allocates nothing while a
 /// connection is idle (a channel would keep a block of slots per connection), and hands the
-/// writer everything queued in one lock.
+/// connection everything queued in one lock.
 struct Queue {
     items: VecDeque<Outbound>,
     receiver_gone: bool,
@@ -34,15 +36,14 @@ struct Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
-    /// Wakes the writer; `notify_one` keeps a permit when the writer is not waiting yet.
-    ready: Notify,
-    overflow: Notify,
+    /// The connection task, woken when the queue goes from empty to non-empty and on overflow.
+    waker: AtomicWaker,
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
-    senders: AtomicUsize,
 }
 
+#[derive(Clone)]
 pub struct Outbox {
     shared: Arc<Shared>,
 }
@@ -57,48 +58,34 @@ pub fn outbox(limit_bytes: usize) -> (Outbox, OutboxReceiver) {
             items: VecDeque::new(),
             receiver_gone: false,
         }),
-        ready: Notify::new(),
-        overflow: Notify::new(),
+        waker: AtomicWaker::new(),
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         overflowed: AtomicBool::new(false),
-        senders: AtomicUsize::new(1),
     });
     (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
 }
 
-impl Clone for Outbox {
-    fn clone(&self) -> Self {
-        self.shared.senders.fetch_add(1, Ordering::AcqRel);
-        Outbox {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl Drop for Outbox {
-    fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.notify_one();
-        }
-    }
-}
-
 impl Outbox {
     fn push(&self, item: Outbound) -> bool {
-        {
+        let was_empty = {
             let mut q = self.shared.queue.lock();
             if q.receiver_gone {
                 return false;
             }
             q.items.push_back(item);
+            q.items.len() == 1
+        };
+        // A non-empty queue is drained completely before the task sleeps on it again, so only
+        // the first item needs a wake-up.
+        if was_empty {
+            self.shared.waker.wake();
         }
-        self.shared.ready.notify_one();
         true
     }
 
     /// Queue a text frame. Returns false (and drops it) when the queue is over its limit; the
-    /// connection is then told to close through [`Outbox::overflowed`].
+    /// connection then sees [`OutboxReceiver::overflowed`] and closes.
     pub fn text(&self, frame: String) -> bool {
         self.queue_frame(frame, false)
     }
@@ -108,7 +95,7 @@ impl Outbox {
         self.queue_frame(frame, true)
     }
 
-    /// Switch the writer's payload encryption, after everything queued so far.
+    /// Switch payload encryption, after everything queued so far.
     pub fn encrypt_with(&self, cipher: Option<std::sync::Arc<crate::encryption::FrameCipher>>) {
         self.push(Outbound::Encrypt(cipher));
     }
@@ -119,7 +106,7 @@ impl Outbox {
         if before + len > self.shared.limit && before > 0 {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
-                self.shared.overflow.notify_one();
+                self.shared.waker.wake();
             }
             return false;
         }
@@ -135,17 +122,6 @@ impl Outbox {
         self.push(Outbound::Close { preface, code, reason });
     }
 
-    /// Resolves once the queue has overflowed.
-    pub async fn overflowed(&self) {
-        loop {
-            let notified = self.shared.overflow.notified();
-            if self.shared.overflowed.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued.load(Ordering::Acquire)
     }
@@ -156,21 +132,18 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// The next item; `None` once every [`Outbox`] is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        loop {
-            if let Some(item) = self.try_recv() {
-                return Some(item);
-            }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
-                return self.try_recv();
-            }
-            self.shared.ready.notified().await;
-        }
+    /// Wake this task when something is queued (or the queue overflows). Register before
+    /// checking the queue, so nothing queued in between is missed.
+    pub fn register(&self, waker: &Waker) {
+        self.shared.waker.register(waker);
     }
 
-    /// Free the queue's buffer if nothing is waiting: called when the writer has flushed, so
-    /// an idle connection holds no queue memory (a busy one reallocates once per batch).
+    pub fn overflowed(&self) -> bool {
+        self.shared.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Free the queue's buffer if nothing is waiting: called when the connection goes idle, so
+    /// an idle connection holds no queue memory (a busy one reallocates once per burst).
     pub fn release_idle(&mut self) {
         let mut q = self.shared.queue.lock();
         if q.items.is_empty() && q.items.capacity() > 0 {
@@ -179,15 +152,7 @@ impl OutboxReceiver {
     }
 
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let item = {
-            let mut q = self.shared.queue.lock();
-            let item = q.items.pop_front();
-            // Give back what a burst made the queue grow to.
-            if q.items.is_empty() && q.items.capacity() > 64 {
-                q.items = VecDeque::new();
-            }
-            item
-        };
+        let item = self.shared.queue.lock().items.pop_front();
         if let Some(Outbound::Text(t) | Outbound::Clear(t)) = &item {
             self.shared.queued.fetch_sub(t.len(), Ordering::AcqRel);
         }
@@ -206,33 +171,55 @@ impl Drop for OutboxReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
 
-    #[tokio::test]
-    async fn bounded_by_bytes() {
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
         let (tx, mut rx) = outbox(10);
         assert!(tx.text("12345".into()));
         assert!(tx.text("12345".into()));
+        assert!(!rx.overflowed());
         assert!(!tx.text("1".into()), "over the limit");
-        tokio::time::timeout(std::time::Duration::from_secs(1), tx.overflowed())
-            .await
-            .unwrap();
-        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
+        assert!(rx.overflowed());
+        assert!(matches!(rx.try_recv(), Some(Outbound::Text(_))));
         assert_eq!(tx.queued_bytes(), 5);
         // A single frame larger than the limit still goes through on an empty queue.
         let (tx, _rx) = outbox(4);
         assert!(tx.text("123456".into()));
     }
 
-    #[tokio::test]
-    async fn ends_when_every_sender_is_gone() {
-        let (tx, mut rx) = outbox(100);
-        let tx2 = tx.clone();
+    #[test]
+    fn wakes_on_the_first_item_and_on_overflow() {
+        let (tx, mut rx) = outbox(10);
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        rx.register(&Waker::from(counter.clone()));
         tx.text("a".into());
-        drop(tx);
-        tx2.close(vec![], 1000, String::new());
-        drop(tx2);
-        assert!(matches!(rx.recv().await, Some(Outbound::Text(_))));
-        assert!(matches!(rx.recv().await, Some(Outbound::Close { .. })));
-        assert!(rx.recv().await.is_none());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        rx.register(&Waker::from(counter.clone()));
+        tx.text("b".into());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "queue was not empty: no second wake");
+        tx.text("0123456789".into());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2, "overflow wakes");
+        assert!(matches!(rx.try_recv(), Some(Outbound::Text(t)) if t == "a"));
+        assert!(matches!(rx.try_recv(), Some(Outbound::Text(t)) if t == "b"));
+        assert!(rx.try_recv().is_none());
+        rx.release_idle();
+    }
+
+    #[test]
+    fn nothing_is_queued_once_the_receiver_is_gone() {
+        let (tx, rx) = outbox(100);
+        drop(rx);
+        assert!(!tx.text("a".into()));
+        assert_eq!(tx.queued_bytes(), 0);
     }
 }

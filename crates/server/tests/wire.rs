@@ -177,3 +177,110 @@ async fn events_precede_the_reply_and_shutdown_is_announced() {
     assert!(matches!(ws.next().await.unwrap().unwrap(), Message::Close(_)));
     stopper.await.unwrap();
 }
+
+/// The next websocket message, within 5 s.
+async fn next_message(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("message in time")
+        .expect("open")
+        .expect("valid frame")
+}
+
+#[tokio::test]
+async fn websocket_pings_fragments_and_close_codes() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+    let s = server(false, |_| {}).await;
+    let mut ws = connect(&s, "").await;
+    // A websocket-level ping is answered with its payload.
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Message::Pong(b"are you there".to_vec().into()));
+
+    // A request split over three frames is one request.
+    let text = json!({"action":"describe","eventId":"frag","data":"é✓"}).to_string();
+    let bytes = text.as_bytes();
+    let (a, rest) = bytes.split_at(5);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    ws.send(Message::Frame(Frame::message(a.to_vec(), OpCode::Data(Data::Text), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Frame(Frame::message(b.to_vec(), OpCode::Data(Data::Continue), false)))
+        .await
+        .unwrap();
+    ws.send(Message::Frame(Frame::message(c.to_vec(), OpCode::Data(Data::Continue), true)))
+        .await
+        .unwrap();
+    let r = recv(&mut ws).await;
+    assert_eq!(r["_meta"]["eventId"], "frag", "{r}");
+    assert_eq!(r["_meta"]["status"], "ok", "{r}");
+
+    // The client's close is answered with its own code.
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    match next_message(&mut ws).await {
+        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4000),
+        other => panic!("expected the close echoed, got {other:?}"),
+    }
+    s.stop(StopMode::NoReconnect).await;
+}
+
+#[tokio::test]
+async fn websocket_protocol_errors_close_that_connection_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server(false, |_| {}).await;
+    let mut bystander = connect(&s, "").await;
+
+    // A raw client that completes the handshake, then sends a frame without a mask.
+    let mut tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
+    tcp.write_all(
+        b"GET /primus HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    tcp.write_all(&[0x81, 0x02, b'{', b'}']).await.unwrap();
+    let mut close = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut close))
+        .await
+        .expect("close in time")
+        .unwrap();
+    assert_eq!(close[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1002, "protocol error");
+
+    // Invalid UTF-8 in a text frame closes with 1007.
+    let mut ws = connect(&s, "").await;
+    ws.send(Message::Frame(tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![b'"', 0xFF, b'"'],
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        true,
+    )))
+    .await
+    .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1007),
+        other => panic!("expected close 1007, got {other:?}"),
+    }
+
+    // Nobody else noticed.
+    send(&mut bystander, json!({"action":"describe","eventId":1})).await;
+    assert_eq!(recv(&mut bystander).await["_meta"]["status"], "ok");
+    s.stop(StopMode::NoReconnect).await;
+}

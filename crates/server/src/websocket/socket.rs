@@ -1,0 +1,367 @@
+//! A server websocket over any byte stream, owning its buffers so that an idle connection holds
+//! none: input is read through a stack buffer and kept on the heap only while a frame is
+//! incomplete or messages are being handled; output is kept only until it is written. Both are
+//! given back by [`WsSocket::release_idle`] when the connection goes quiet.
+
+use super::frame::{self, FrameAt, Kind, ProtocolViolation};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// `ready!` for `Poll<io::Result<T>>`: hand on `Pending` and errors, unwrap the value.
+macro_rules! ready_or_return {
+    ($e:expr) => {
+        match $e {
+            Poll::Ready(Ok(v)) => v,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    };
+}
+
+/// Bytes read per system call when no larger frame is pending.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A message, or what went wrong instead, borrowed from the socket's input.
+#[derive(Debug, PartialEq)]
+pub enum Incoming<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+    Ping(&'a [u8]),
+    Pong,
+    /// The client's close, with its status code when it sent a valid one.
+    Close(Option<u16>),
+    /// A message over the size limit; its bytes are skipped as they arrive.
+    TooBig,
+    /// A text message that is not UTF-8 (close with 1007).
+    NotUtf8,
+    Violation(ProtocolViolation),
+}
+
+pub struct WsSocket<S> {
+    io: S,
+    /// Received bytes; everything before `consumed` has been handed out.
+    input: Vec<u8>,
+    consumed: usize,
+    /// Payload bytes of a refused (oversized) frame still to drop.
+    skip: u64,
+    /// A fragmented message being assembled: its kind and the payload so far.
+    fragments: Option<(Kind, Vec<u8>)>,
+    /// The last reassembled message, kept so it can be lent out.
+    assembled: Vec<u8>,
+    max_message: usize,
+    output: Vec<u8>,
+    written: usize,
+    /// After a protocol violation the input cannot be framed any more: it is discarded.
+    broken: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
+    /// `preread`: bytes the HTTP layer read past the upgrade request.
+    pub fn new(io: S, preread: &[u8], max_message: usize) -> Self {
+        WsSocket {
+            io,
+            input: preread.to_vec(),
+            consumed: 0,
+            skip: 0,
+            fragments: None,
+            assembled: Vec::new(),
+            max_message,
+            output: Vec::new(),
+            written: 0,
+            broken: false,
+        }
+    }
+
+    /// Read what the client has sent. `Ready(Ok(false))` at end of stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if self.consumed > 0 {
+            self.input.drain(..self.consumed);
+            self.consumed = 0;
+        }
+        let spare = self.input.capacity() - self.input.len();
+        if spare >= READ_CHUNK {
+            // A large frame is pending and its room is reserved: read straight into it.
+            let mut buf = ReadBuf::uninit(self.input.spare_capacity_mut());
+            ready_or_return!(Pin::new(&mut self.io).poll_read(cx, &mut buf));
+            let n = buf.filled().len();
+            // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+            unsafe { self.input.set_len(self.input.len() + n) };
+            return Poll::Ready(Ok(n > 0));
+        }
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut buf = ReadBuf::uninit(&mut chunk);
+        ready_or_return!(Pin::new(&mut self.io).poll_read(cx, &mut buf));
+        let got = buf.filled();
+        if self.input.is_empty() {
+            // Room for a burst of requests, kept while the connection is busy.
+            self.input.reserve(READ_CHUNK.max(got.len()));
+        }
+        self.input.extend_from_slice(got);
+        Poll::Ready(Ok(!got.is_empty()))
+    }
+
+    /// The next complete message in the input, if any.
+    pub fn next_message(&mut self) -> Option<Incoming<'_>> {
+        loop {
+            if self.broken {
+                self.consumed = self.input.len();
+                return None;
+            }
+            if self.skip > 0 {
+                let drop = (self.skip).min((self.input.len() - self.consumed) as u64);
+                self.consumed += drop as usize;
+                self.skip -= drop;
+                if self.skip > 0 {
+                    return None;
+                }
+            }
+            let at = match frame::parse_header(&self.input[self.consumed..]) {
+                Ok(Some(at)) => at,
+                Ok(None) => return None,
+                Err(v) => {
+                    self.broken = true;
+                    return Some(Incoming::Violation(v));
+                }
+            };
+            let so_far = self.fragments.as_ref().map_or(0, |(_, f)| f.len() as u64);
+            if !at.kind.is_control() && so_far + at.payload_len > self.max_message as u64 {
+                self.consumed += at.header_len;
+                self.skip = at.payload_len;
+                self.fragments = None;
+                return Some(Incoming::TooBig);
+            }
+            let available = self.input.len() - self.consumed;
+            let total = at.header_len + at.payload_len as usize;
+            if available < total {
+                // Make room for the whole frame so the rest is read in place.
+                self.input.reserve(total - available);
+                return None;
+            }
+            let start = self.consumed + at.header_len;
+            self.consumed += total;
+            frame::unmask(&mut self.input[start..start + at.payload_len as usize], at.mask);
+            match self.take(at, start) {
+                Taken::Continue => continue,
+                Taken::Message(kind, range) => return Some(self.message(kind, range)),
+                Taken::Violation(v) => {
+                    self.broken = true;
+                    return Some(Incoming::Violation(v));
+                }
+            }
+        }
+    }
+
+    /// Account for one unmasked frame whose payload starts at `start`.
+    fn take(&mut self, at: FrameAt, start: usize) -> Taken {
+        let payload = start..start + at.payload_len as usize;
+        match at.kind {
+            Kind::Close | Kind::Ping | Kind::Pong => Taken::Message(at.kind, Source::Input(payload)),
+            Kind::Text | Kind::Binary if self.fragments.is_some() => {
+                Taken::Violation(violation("a new message started inside a fragmented one"))
+            }
+            Kind::Text | Kind::Binary if at.fin => Taken::Message(at.kind, Source::Input(payload)),
+            Kind::Text | Kind::Binary => {
+                self.fragments = Some((at.kind, self.input[payload].to_vec()));
+                Taken::Continue
+            }
+            Kind::Continuation => {
+                let Some((kind, mut so_far)) = self.fragments.take() else {
+                    return Taken::Violation(violation("a continuation frame without a message to continue"));
+                };
+                so_far.extend_from_slice(&self.input[payload]);
+                if !at.fin {
+                    self.fragments = Some((kind, so_far));
+                    return Taken::Continue;
+                }
+                self.assembled = so_far;
+                Taken::Message(kind, Source::Assembled)
+            }
+        }
+    }
+
+    fn message(&self, kind: Kind, source: Source) -> Incoming<'_> {
+        let bytes = match source {
+            Source::Input(range) => &self.input[range],
+            Source::Assembled => &self.assembled[..],
+        };
+        match kind {
+            Kind::Text => match std::str::from_utf8(bytes) {
+                Ok(t) => Incoming::Text(t),
+                Err(_) => Incoming::NotUtf8,
+            },
+            Kind::Binary => Incoming::Binary(bytes),
+            Kind::Ping => Incoming::Ping(bytes),
+            Kind::Pong => Incoming::Pong,
+            Kind::Close => Incoming::Close(frame::close_code(bytes)),
+            Kind::Continuation => unreachable!("continuations are assembled into their message's kind"),
+        }
+    }
+
+    /// Queue a frame for writing.
+    pub fn send(&mut self, kind: Kind, payload: &[u8]) {
+        frame::write_frame(&mut self.output, kind, payload);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// Write (and flush) everything queued.
+    pub fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.output.len() {
+            let n = ready_or_return!(Pin::new(&mut self.io).poll_write(cx, &self.output[self.written..]));
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.output.clear();
+        self.written = 0;
+        // TLS keeps records until flushed; for plain TCP this is a no-op.
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    /// Give back the buffers of a connection with nothing in flight.
+    pub fn release_idle(&mut self) {
+        if self.consumed == self.input.len() && self.input.capacity() > 0 {
+            self.input = Vec::new();
+            self.consumed = 0;
+        }
+        if self.output.is_empty() && self.output.capacity() > 0 {
+            self.output = Vec::new();
+        }
+        if self.assembled.capacity() > 0 {
+            self.assembled = Vec::new();
+        }
+    }
+}
+
+enum Source {
+    Input(std::ops::Range<usize>),
+    Assembled,
+}
+
+enum Taken {
+    Continue,
+    Message(Kind, Source),
+    Violation(ProtocolViolation),
+}
+
+fn violation(reason: &'static str) -> ProtocolViolation {
+    ProtocolViolation { code: 1002, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [7, 1, 9, 3];
+        let mut out = vec![first];
+        if payload.len() < 126 {
+            out.push(0x80 | payload.len() as u8);
+        } else {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    async fn fill<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WsSocket<S>) -> bool {
+        poll_fn(|cx| ws.poll_fill(cx)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn messages_split_across_reads_and_fragments() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut ws = WsSocket::new(server, &masked(0x81, b"pre"), 1024);
+        assert_eq!(
+            ws.next_message(),
+            Some(Incoming::Text("pre")),
+            "bytes read before the upgrade count"
+        );
+        assert_eq!(ws.next_message(), None);
+
+        // One text message in two fragments with a ping between them, written byte by byte.
+        let mut wire = masked(0x01, b"hel");
+        wire.extend(masked(0x89, b"p"));
+        wire.extend(masked(0x80, "lo ✓".as_bytes()));
+        let mut seen = Vec::new();
+        for b in wire {
+            client.write_all(&[b]).await.unwrap();
+            assert!(fill(&mut ws).await);
+            while let Some(m) = ws.next_message() {
+                seen.push(format!("{m:?}"));
+            }
+        }
+        assert_eq!(seen, ["Ping([112])", "Text(\"hello ✓\")"]);
+        ws.release_idle();
+        assert_eq!(ws.input.capacity(), 0, "an idle socket keeps no input buffer");
+
+        client.write_all(&masked(0x88, &[0x03, 0xE8])).await.unwrap();
+        fill(&mut ws).await;
+        assert_eq!(ws.next_message(), Some(Incoming::Close(Some(1000))));
+        drop(client);
+        assert!(!fill(&mut ws).await, "end of stream");
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_refused_and_skipped() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut ws = WsSocket::new(server, &[], 100);
+        let mut wire = masked(0x81, &[b'x'; 300]);
+        wire.extend(masked(0x81, b"after"));
+        client.write_all(&wire).await.unwrap();
+        fill(&mut ws).await;
+        assert_eq!(ws.next_message(), Some(Incoming::TooBig));
+        // The next message is intact once the refused payload has been skipped.
+        let next = loop {
+            if let Some(m) = ws.next_message() {
+                break format!("{m:?}");
+            }
+            fill(&mut ws).await;
+        };
+        assert_eq!(next, "Text(\"after\")");
+    }
+
+    #[tokio::test]
+    async fn violations_and_bad_text() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut ws = WsSocket::new(server, &[0x81, 0x01, b'a'], 100);
+        assert!(
+            matches!(ws.next_message(), Some(Incoming::Violation(v)) if v.code == 1002),
+            "unmasked"
+        );
+        let mut ws = WsSocket::new(tokio::io::duplex(64).1, &masked(0x81, &[0xFF, 0xFE]), 100);
+        assert_eq!(ws.next_message(), Some(Incoming::NotUtf8));
+        let mut ws = WsSocket::new(tokio::io::duplex(64).1, &masked(0x80, b"x"), 100);
+        assert!(matches!(ws.next_message(), Some(Incoming::Violation(_))), "continuation of nothing");
+    }
+
+    #[tokio::test]
+    async fn output_is_written_then_released() {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let mut ws = WsSocket::new(server, &[], 100);
+        ws.send(Kind::Text, b"hi");
+        ws.send(Kind::Pong, b"");
+        assert_eq!(ws.unwritten(), 6);
+        poll_fn(|cx| ws.poll_write_out(cx)).await.unwrap();
+        assert_eq!(ws.unwritten(), 0);
+        let mut got = [0u8; 6];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [0x81, 2, b'h', b'i', 0x8A, 0]);
+        ws.release_idle();
+        assert_eq!(ws.output.capacity(), 0);
+    }
+}
