@@ -10,6 +10,7 @@ use crate::path::Pattern;
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,9 +167,29 @@ struct Inner {
 }
 
 /// Recent publish results, so a hot path does not re-run matching. Cleared on every
-/// subscription change (so it is always exact) and when it reaches its bound.
+/// subscription change (so it is always exact) and when it reaches its bound. One map per event
+/// kind, keyed by path, so a lookup needs no allocation.
+#[derive(Default)]
 struct MatchCache {
-    entries: HashMap<(EventKind, String), Arc<[Delivery]>>,
+    by_kind: [HashMap<Box<str>, Arc<[Delivery]>>; 3],
+}
+
+impl MatchCache {
+    fn slot(kind: EventKind) -> usize {
+        match kind {
+            EventKind::Set => 0,
+            EventKind::Remove => 1,
+            EventKind::All => 2,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_kind.iter().map(|m| m.len()).sum()
+    }
+
+    fn clear(&mut self) {
+        self.by_kind.iter_mut().for_each(|m| m.clear());
+    }
 }
 
 const MATCH_CACHE_ENTRIES: usize = 4096;
@@ -176,13 +197,20 @@ const MATCH_CACHE_ENTRIES: usize = 4096;
 pub struct Subscriptions {
     inner: RwLock<Inner>,
     cache: Mutex<MatchCache>,
+    /// Whether anyone subscribes to anything: with nobody listening, a publish skips matching
+    /// and the cache (and their locks) altogether. Written under the write lock.
+    any: AtomicBool,
+    /// The empty delivery list, shared.
+    none: Arc<[Delivery]>,
 }
 
 impl Default for Subscriptions {
     fn default() -> Self {
         Subscriptions {
             inner: RwLock::default(),
-            cache: Mutex::new(MatchCache { entries: HashMap::new() }),
+            cache: Mutex::default(),
+            any: AtomicBool::new(false),
+            none: Arc::from(Vec::new()),
         }
     }
 }
@@ -195,8 +223,11 @@ impl Subscriptions {
         Self::default()
     }
 
-    fn changed(&self) {
-        self.cache.lock().entries.clear();
+    /// After a change under the write lock `inner`: refresh the flag, then drop cached results.
+    fn changed(&self, inner: parking_lot::RwLockWriteGuard<'_, Inner>) {
+        self.any.store(!inner.by_subscriber.is_empty(), Ordering::Release);
+        drop(inner);
+        self.cache.lock().clear();
     }
 
     /// `on`: add `ref_count` (0 or missing counts as 1) to the subscriber's count on `channel`.
@@ -211,8 +242,7 @@ impl Subscriptions {
         };
         *listeners.entry(who).or_insert(0) += inc;
         inner.by_subscriber.entry(who).or_default().insert(channel.to_string());
-        drop(inner);
-        self.changed();
+        self.changed(inner);
         Ok(())
     }
 
@@ -239,8 +269,7 @@ impl Subscriptions {
                     inner.by_subscriber.remove(&who);
                 }
             }
-            drop(inner);
-            self.changed();
+            self.changed(inner);
         }
     }
 
@@ -259,15 +288,17 @@ impl Subscriptions {
                 inner.wildcard.drop_if_empty(&channel);
             }
         }
-        drop(inner);
-        self.changed();
+        self.changed(inner);
     }
 
     /// Everyone who gets an event for `kind` (Set or Remove) on request path `path`, one entry
     /// per matching channel, in the original's order.
     pub fn deliveries(&self, kind: EventKind, path: &str) -> Arc<[Delivery]> {
-        let key = (kind, path.to_string());
-        if let Some(hit) = self.cache.lock().entries.get(&key) {
+        if !self.any.load(Ordering::Acquire) {
+            return self.none.clone();
+        }
+        let slot = MatchCache::slot(kind);
+        if let Some(hit) = self.cache.lock().by_kind[slot].get(path) {
             return hit.clone();
         }
         // Match under the read lock and fill the cache before releasing it, so a concurrent
@@ -276,10 +307,10 @@ impl Subscriptions {
         let inner = self.inner.read();
         let found: Arc<[Delivery]> = Self::compute(&inner, kind, path).into();
         let mut cache = self.cache.lock();
-        if cache.entries.len() >= MATCH_CACHE_ENTRIES {
-            cache.entries.clear();
+        if cache.len() >= MATCH_CACHE_ENTRIES {
+            cache.clear();
         }
-        cache.entries.insert(key, found.clone());
+        cache.by_kind[slot].insert(path.into(), found.clone());
         found
     }
 

@@ -58,9 +58,10 @@ impl Heartbeat {
 /// How long a server-initiated close waits for the client's close reply.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
-/// Output waiting while a burst of input is handled that is written without waiting for the end
-/// of the burst, so the client can send its next requests sooner.
-const EAGER_WRITE_BYTES: usize = 4096;
+/// Output that piles up while a burst of input is handled is written before the burst ends once
+/// it reaches this much (large replies, many events), so it never waits in the queue long.
+/// Below it, replies to one burst leave together: fewer system calls for the common case.
+const EAGER_WRITE_BYTES: usize = 64 * 1024;
 
 /// Serve an upgraded connection until it closes: the future is the connection's task.
 pub fn serve(stream: Stream, preread: Bytes, state: Arc<AppState>, heartbeat: Heartbeat) -> impl Future<Output = ()> + Send {
@@ -173,7 +174,7 @@ impl Connection {
                     }
                     Todo::Request(req) => Box::pin(self.request(req)).await,
                 }
-                // Replies start leaving while the rest of a burst is handled.
+                // Large output starts leaving while the rest of a burst is handled.
                 if self.ws.unwritten() + self.tx.queued_bytes() >= EAGER_WRITE_BYTES {
                     let Connection { ws, out, .. } = self;
                     poll_fn(|cx| {
