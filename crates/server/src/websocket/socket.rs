@@ -23,6 +23,9 @@ macro_rules! ready_or_return {
 /// Bytes read per system call when no larger frame is pending.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The output buffer's first size when a connection starts writing again.
+const WRITE_CHUNK: usize = 8 * 1024;
+
 /// A message, or what went wrong instead, borrowed from the socket's input.
 #[derive(Debug, PartialEq)]
 pub enum Incoming<'a> {
@@ -201,6 +204,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
 
     /// Queue a frame for writing.
     pub fn send(&mut self, kind: Kind, payload: &[u8]) {
+        if self.output.capacity() == 0 {
+            // Output is released whenever the connection goes quiet, so it starts over often:
+            // one allocation for a typical burst instead of growing frame by frame.
+            self.output.reserve(WRITE_CHUNK.max(payload.len() + 14));
+        }
         frame::write_frame(&mut self.output, kind, payload);
     }
 
