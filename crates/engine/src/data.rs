@@ -8,7 +8,6 @@ use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
 use crate::storage::{Store, WriteBatch};
 use serde_json::{Map, Value};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -85,9 +84,9 @@ impl DataService {
     }
 
     fn stripe(&self, path: &str) -> &Mutex<()> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        path.hash(&mut h);
-        &self.stripes[(h.finish() as usize) % STRIPES]
+        // Any fixed, fast hash spreads paths over the stripes; no need for a keyed one.
+        let h = ahash::RandomState::with_seeds(0x68617070, 0x6e2d7273, 0x73747269, 0x70657321).hash_one(path);
+        &self.stripes[(h as usize) % STRIPES]
     }
 
     pub async fn set(&self, path: &str, data: Option<Value>, opts: &SetOptions) -> Result<Written, DataError> {
@@ -108,31 +107,26 @@ impl DataService {
             self.store.write(WriteBatch::put(record)).await?;
             return Ok(written);
         }
+        // The path's lock: a merge reads then writes, and nothing may land in between.
         let _guard = self.stripe(path).lock().await;
+        if !opts.merge {
+            // A plain set replaces the body: only the old `created` survives, which the store
+            // carries over itself.
+            let record = Record::new(path, body, now_millis());
+            let mut written = Written::of(&record, true);
+            (written.created, written.modified) = self.store.replace(record).await?;
+            return Ok(written);
+        }
         let now = now_millis();
-        let record = if opts.merge {
-            match self.store.get(path).await? {
-                None => Record::new(path, body, now),
-                Some(old) => Record {
-                    path: path.to_string(),
-                    data: merge(body, old.data),
-                    created: old.created,
-                    modified: now.max(old.created),
-                    tag: None,
-                },
-            }
-        } else {
-            // A plain set replaces the body: only the old `created` is needed.
-            match self.store.created_at(path).await? {
-                None => Record::new(path, body, now),
-                Some(created) => Record {
-                    path: path.to_string(),
-                    data: body,
-                    created,
-                    modified: now.max(created),
-                    tag: None,
-                },
-            }
+        let record = match self.store.get(path).await? {
+            None => Record::new(path, body, now),
+            Some(old) => Record {
+                path: path.to_string(),
+                data: merge(body, old.data),
+                created: old.created,
+                modified: now.max(old.created),
+                tag: None,
+            },
         };
         let written = Written::of(&record, true);
         self.store.write(WriteBatch::put(record)).await?;

@@ -182,7 +182,7 @@ pub struct Security {
     generation: std::sync::atomic::AtomicU64,
     /// Revoked session ids, loaded from the store at start and kept in step with it, so the
     /// check on every request is a memory lookup.
-    revoked: parking_lot::RwLock<std::collections::HashSet<String>>,
+    revoked: parking_lot::RwLock<ahash::AHashSet<String>>,
     /// Token (stateless) sessions' uses, for their inactivity and usage limits, with the time
     /// each token expires (if its policy has a time to live).
     token_activity: parking_lot::Mutex<std::collections::HashMap<String, (Activity, Option<i64>)>>,

@@ -66,6 +66,22 @@ impl Store for MemoryStore {
         Ok(self.records.read().get(path).map(|r| r.created))
     }
 
+    async fn replace(&self, mut record: Record) -> Result<(Millis, Millis), StoreError> {
+        // One lookup under the write lock; an existing entry is overwritten in place, so its
+        // key is neither cloned nor re-inserted.
+        let mut map = self.records.write();
+        if let Some(old) = map.get_mut(record.path.as_str()) {
+            record.created = old.created;
+            record.modified = record.modified.max(old.created);
+            let stamps = (record.created, record.modified);
+            *old = record;
+            return Ok(stamps);
+        }
+        let stamps = (record.created, record.modified);
+        map.insert(record.path.clone(), record);
+        Ok(stamps)
+    }
+
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
         let map = self.records.read();
         if !pattern.is_wildcard() {
@@ -117,5 +133,19 @@ mod tests {
         assert_eq!(removed, ["/x/b/1"]);
         assert_eq!(s.remove_matching(&Pattern::new("/b/*")).await.unwrap().len(), 2);
         assert_eq!(s.len().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn replace_keeps_the_first_created() {
+        let s = MemoryStore::new();
+        assert_eq!(s.replace(Record::new("/r", Map::new(), 10)).await.unwrap(), (10, 10));
+        let mut body = Map::new();
+        body.insert("v".into(), 2.into());
+        assert_eq!(s.replace(Record::new("/r", body, 20)).await.unwrap(), (10, 20));
+        // A clock that went backwards never makes `modified` older than `created`.
+        assert_eq!(s.replace(Record::new("/r", Map::new(), 5)).await.unwrap(), (10, 10));
+        let r = s.get("/r").await.unwrap().unwrap();
+        assert_eq!((r.created, r.modified, r.data.len()), (10, 10, 0));
+        assert_eq!(s.len().await.unwrap(), 1);
     }
 }

@@ -41,6 +41,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.get(path).await?.map(|r| r.created))
     }
 
+    /// Put `record` in place of whatever is at its path, keeping the old record's `created`
+    /// (and `modified` no earlier than it): a plain set. Returns the `(created, modified)`
+    /// stored. The caller keeps other writers of the path out while this runs (the default reads
+    /// then writes; a backend may do it in one step).
+    async fn replace(&self, mut record: Record) -> Result<(Millis, Millis), StoreError> {
+        if let Some(created) = self.created_at(&record.path).await? {
+            record.created = created;
+            record.modified = record.modified.max(created);
+        }
+        let stamps = (record.created, record.modified);
+        self.write(WriteBatch::put(record)).await?;
+        Ok(stamps)
+    }
+
     /// Every record whose path matches `pattern`, in ascending path order. An exact pattern
     /// yields at most one record.
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError>;

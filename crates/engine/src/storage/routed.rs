@@ -76,6 +76,10 @@ impl Store for RoutedStore {
         self.route(path).created_at(path).await
     }
 
+    async fn replace(&self, record: Record) -> Result<(Millis, Millis), StoreError> {
+        self.route(&record.path).replace(record).await
+    }
+
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
         self.route(pattern.as_str()).find(pattern).await
     }
