@@ -156,7 +156,11 @@ impl Envelope {
         };
         let options = match options {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
+            Some(Value::Object(mut m)) => {
+                // The client's own request timeout: never read here (see `OptionsSeed`).
+                m.shift_remove("timeout");
+                m
+            }
             Some(other) => {
                 return Err(RequestError::Malformed {
                     action,
@@ -226,7 +230,7 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Key::SessionId => env.session_id = Some(map.next_value()?),
                 Key::Path => env.path = Some(map.next_value()?),
                 Key::Data => env.data = Some(map.next_value()?),
-                Key::Options => env.options = Some(map.next_value()?),
+                Key::Options => env.options = Some(map.next_value_seed(OptionsSeed)?),
                 Key::Other => {
                     map.next_value::<Skip>()?;
                 }
@@ -353,6 +357,97 @@ impl<'de> Visitor<'de> for ActionSeed {
     }
 }
 
+/// `options`: an object is read into a map without `timeout`, the client's own request timeout,
+/// which the server never reads (the 2.21 client sends it with every request, so dropping it
+/// spares a map per request); anything else is kept as the `Value` the error reply describes.
+struct OptionsSeed;
+
+impl<'de> DeserializeSeed<'de> for OptionsSeed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionsSeed {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut options = Map::new();
+        while let Some(key) = map.next_key::<OptionKey>()? {
+            match key {
+                OptionKey::Timeout => {
+                    map.next_value::<Skip>()?;
+                }
+                OptionKey::Name(name) => {
+                    let value = map.next_value()?;
+                    options.insert(name, value);
+                }
+            }
+        }
+        Ok(Value::Object(options))
+    }
+
+    // The rest build exactly the `Value` that `Value`'s own visitor would.
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+    }
+}
+
+/// A key of `options`: `timeout` is recognised without allocating.
+enum OptionKey {
+    Timeout,
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for OptionKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OptionKeyVisitor;
+        impl Visitor<'_> for OptionKeyVisitor {
+            type Value = OptionKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<OptionKey, E> {
+                Ok(match s {
+                    "timeout" => OptionKey::Timeout,
+                    _ => OptionKey::Name(s.to_owned()),
+                })
+            }
+        }
+        d.deserialize_string(OptionKeyVisitor)
+    }
+}
+
 /// Skips a value without keeping it. Not `serde::de::IgnoredAny`: serde_json answers that with a
 /// separate scanner that has no recursion limit, does not range-check numbers (`1e999`) and lets
 /// lone surrogates (`"\ud800"`) through, so `{"action":"get","protocol":1e999}` would be a request
@@ -446,6 +541,7 @@ mod tests {
         assert_eq!(r.path_str().unwrap(), "/a");
         assert!(r.option_truthy("merge"));
         assert!(!r.option_truthy("noPublish"));
+        assert!(r.options.get("timeout").is_none(), "the client's own timeout is dropped");
     }
 
     #[test]
