@@ -85,8 +85,9 @@ enum Wake {
     Eof,
     Written(WriteDone),
     Timer,
-    /// A close frame went out: wait a little for the client's reply.
-    CloseSent,
+    /// A close is queued or went out: wait a little for the client's reply, and no longer
+    /// (a client that stopped reading may never see the close frame).
+    Closing,
     Overflow,
     WriteFailed,
 }
@@ -192,7 +193,7 @@ impl Connection {
                         p.finish(&self.state, &self.tx, done);
                     }
                 }
-                Wake::CloseSent => {
+                Wake::Closing => {
                     self.closing = true;
                     let by = Instant::now() + CLOSE_GRACE;
                     self.close_by = Some(by);
@@ -363,8 +364,8 @@ impl Connection {
             if out.overflowed() {
                 return Poll::Ready(Wake::Overflow);
             }
-            if out.close_sent() && close_by.is_none() {
-                return Poll::Ready(Wake::CloseSent);
+            if out.closing() && close_by.is_none() {
+                return Poll::Ready(Wake::Closing);
             }
             if let Some(p) = pipeline.as_mut() {
                 if let Poll::Ready(Some(done)) = p.poll_next(cx) {

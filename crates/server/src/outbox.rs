@@ -41,6 +41,9 @@ struct Shared {
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
+    /// A close is queued: the connection gives the client a grace period from now on, even if
+    /// the close frame itself cannot be written yet (a client that stopped reading).
+    close_queued: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -62,6 +65,7 @@ pub fn outbox(limit_bytes: usize) -> (Outbox, OutboxReceiver) {
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         overflowed: AtomicBool::new(false),
+        close_queued: AtomicBool::new(false),
     });
     (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
 }
@@ -119,7 +123,11 @@ impl Outbox {
     }
 
     pub fn close(&self, preface: Vec<String>, code: u16, reason: String) {
-        self.push(Outbound::Close { preface, code, reason });
+        if self.push(Outbound::Close { preface, code, reason }) {
+            self.shared.close_queued.store(true, Ordering::Release);
+            // Always wake: the queue may be non-empty and the task blocked on a full socket.
+            self.shared.waker.wake();
+        }
     }
 
     pub fn queued_bytes(&self) -> usize {
@@ -140,6 +148,10 @@ impl OutboxReceiver {
 
     pub fn overflowed(&self) -> bool {
         self.shared.overflowed.load(Ordering::Acquire)
+    }
+
+    pub fn close_queued(&self) -> bool {
+        self.shared.close_queued.load(Ordering::Acquire)
     }
 
     /// Free the queue's buffer if nothing is waiting: called when the connection goes idle, so

@@ -284,3 +284,48 @@ async fn websocket_protocol_errors_close_that_connection_only() {
     assert_eq!(recv(&mut bystander).await["_meta"]["status"], "ok");
     s.stop(StopMode::NoReconnect).await;
 }
+
+/// A client that stops reading and stops sending cannot keep its connection once the server
+/// closes it, even when the close frame itself can never be written (its socket is full).
+#[tokio::test]
+async fn a_close_is_final_even_for_a_client_that_reads_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let s = server(false, |_| {}).await;
+    let mut setup = connect(&s, "").await;
+    send(
+        &mut setup,
+        json!({"action":"set","eventId":1,"path":"/big","data":{"b":"x".repeat(1 << 20)}}),
+    )
+    .await;
+    assert_eq!(recv(&mut setup).await["_meta"]["status"], "ok");
+    drop(setup);
+
+    // A raw client with a fast heartbeat (250 ms) that asks for 16 MiB and never reads.
+    let mut tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
+    tcp.write_all(
+        b"GET /primus?ping=200&pong=100 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let get = br#"{"action":"get","eventId":2,"path":"/big"}"#;
+    let mut frames = Vec::new();
+    for _ in 0..16 {
+        frames.extend_from_slice(&[0x81, 0x80 | get.len() as u8, 0, 0, 0, 0]);
+        frames.extend_from_slice(get);
+    }
+    tcp.write_all(&frames).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while s.state.connection_count() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.state.connection_count(), 1);
+    // Heartbeat flatline after two skipped beats (~0.75 s), then the 3 s close grace.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while s.state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.state.connection_count(), 0, "the server let go of the stalled connection");
+    drop(tcp);
+    s.stop(StopMode::NoReconnect).await;
+}

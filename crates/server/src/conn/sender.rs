@@ -44,8 +44,9 @@ impl Sender {
         }
     }
 
-    pub fn close_sent(&self) -> bool {
-        self.close_sent
+    /// A close has been queued or sent: the connection is ending.
+    pub fn closing(&self) -> bool {
+        self.close_sent || self.rx.close_queued()
     }
 
     pub fn overflowed(&self) -> bool {
