@@ -163,13 +163,9 @@ mod tests {
 
     #[test]
     fn anything_else_is_plain_http() {
-        for missing in 0..GOOD.len() {
+        for (missing, header) in GOOD.iter().enumerate() {
             let headers: Vec<_> = GOOD.iter().enumerate().filter(|(i, _)| *i != missing).map(|(_, h)| *h).collect();
-            assert!(
-                Upgrade::from_request(&mut request(&headers)).is_none(),
-                "without {:?}",
-                GOOD[missing]
-            );
+            assert!(Upgrade::from_request(&mut request(&headers)).is_none(), "without {header:?}");
         }
         let mut wrong_version = GOOD;
         wrong_version[2] = ("sec-websocket-version", "8");
