@@ -327,29 +327,29 @@ impl<'de> Visitor<'de> for ActionSeed {
         Ok(Action::parse(s).ok_or_else(|| Value::String(s.to_owned())))
     }
 
-    // The rest build exactly the `Value` that `Value`'s own visitor would.
+    // The rest build exactly the `Value` that `Value`'s own visitor would (as `OptionsSeed` does).
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Err(Value::Null))
+        OptionsSeed.visit_unit().map(Err)
     }
 
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(Err(Value::Bool(b)))
+        OptionsSeed.visit_bool(b).map(Err)
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(n)))
+        OptionsSeed.visit_i64(n).map(Err)
     }
 
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(n)))
+        OptionsSeed.visit_u64(n).map(Err)
     }
 
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(Err(Value::from(n)))
+        OptionsSeed.visit_f64(n).map(Err)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Err)
+        OptionsSeed.visit_seq(seq).map(Err)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {

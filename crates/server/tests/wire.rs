@@ -112,10 +112,7 @@ async fn oversized_frames_close_with_a_clear_error() {
             .contains("maximum size of 65536 bytes"),
         "{r}"
     );
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
-        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1009),
-        other => panic!("expected close 1009, got {other:?}"),
-    }
+    expect_close(&mut ws, 1009).await;
     // Other clients are unaffected.
     let mut other = connect(&s, "").await;
     send(&mut other, json!({"action":"describe","eventId":1})).await;
@@ -187,6 +184,26 @@ async fn next_message(ws: &mut Ws) -> Message {
         .expect("valid frame")
 }
 
+/// The next message must be a close frame with `code`.
+async fn expect_close(ws: &mut Ws, code: u16) {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), code),
+        other => panic!("expected close {code}, got {other:?}"),
+    }
+}
+
+/// A raw TCP client that has sent a websocket upgrade request for `/primus?<query>`.
+async fn raw_upgrade(s: &Server, query: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
+    let request = format!(
+        "GET /primus?{query} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    tcp
+}
+
 #[tokio::test]
 async fn websocket_pings_fragments_and_close_codes() {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -224,10 +241,7 @@ async fn websocket_pings_fragments_and_close_codes() {
     })))
     .await
     .unwrap();
-    match next_message(&mut ws).await {
-        Message::Close(Some(f)) => assert_eq!(u16::from(f.code), 4000),
-        other => panic!("expected the close echoed, got {other:?}"),
-    }
+    expect_close(&mut ws, 4000).await;
     s.stop(StopMode::NoReconnect).await;
 }
 
@@ -238,13 +252,7 @@ async fn websocket_protocol_errors_close_that_connection_only() {
     let mut bystander = connect(&s, "").await;
 
     // A raw client that completes the handshake, then sends a frame without a mask.
-    let mut tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
-    tcp.write_all(
-        b"GET /primus HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let mut tcp = raw_upgrade(&s, "").await;
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
@@ -274,10 +282,7 @@ async fn websocket_protocol_errors_close_that_connection_only() {
     )))
     .await
     .unwrap();
-    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
-        Some(Ok(Message::Close(Some(f)))) => assert_eq!(u16::from(f.code), 1007),
-        other => panic!("expected close 1007, got {other:?}"),
-    }
+    expect_close(&mut ws, 1007).await;
 
     // Nobody else noticed.
     send(&mut bystander, json!({"action":"describe","eventId":1})).await;
@@ -301,13 +306,7 @@ async fn a_close_is_final_even_for_a_client_that_reads_nothing() {
     drop(setup);
 
     // A raw client with a fast heartbeat (250 ms) that asks for 16 MiB and never reads.
-    let mut tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
-    tcp.write_all(
-        b"GET /primus?ping=200&pong=100 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
+    let mut tcp = raw_upgrade(&s, "ping=200&pong=100").await;
     let get = br#"{"action":"get","eventId":2,"path":"/big"}"#;
     let mut frames = Vec::new();
     for _ in 0..16 {
