@@ -56,7 +56,7 @@ fn publish(c: &mut Criterion) {
             b.iter(|| {
                 k = (k + 1) % paths.len();
                 let path = &paths[k];
-                rt.block_on(data.set(path, Some(json!({"v": k})), &opts)).unwrap();
+                rt.block_on(data.set(path, Some(json!({"v": k}).into()), &opts)).unwrap();
                 let d = subs.deliveries(EventKind::Set, path);
                 assert_eq!(d.len(), 1);
             })

@@ -2,11 +2,13 @@
 //! wildcard, query) and remove, exactly as the original shapes them (semantics.md §4,
 //! decisions.md).
 
+use crate::body::{self, Body};
 use crate::error::DataError;
 use crate::path::Pattern;
 use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
 use crate::storage::{Store, WriteBatch};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -23,8 +25,31 @@ pub struct SetOptions {
     pub no_store: bool,
 }
 
-/// The result of a set: what the reply (and the event) carry. The body is serialised once,
-/// here, and shared by the reply and every event.
+/// A set's `data`, as the request carried it: parsed, or still the client's JSON text (which
+/// the plain set path stores without parsing when it can, see [`body_from_json`]).
+#[derive(Debug)]
+pub enum SetData {
+    Value(Value),
+    Json(Box<RawValue>),
+}
+
+impl From<Value> for SetData {
+    fn from(v: Value) -> SetData {
+        SetData::Value(v)
+    }
+}
+
+impl SetData {
+    fn is_null(&self) -> bool {
+        match self {
+            SetData::Value(v) => v.is_null(),
+            SetData::Json(raw) => raw.get() == "null",
+        }
+    }
+}
+
+/// The result of a set: what the reply (and the event) carry, the stored body's text shared by
+/// the reply and every event.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// Where the record went (for a tag: the snapshot under `/_TAGS`; for a sibling: the new path).
@@ -32,8 +57,8 @@ pub struct Written {
     pub created: Millis,
     pub modified: Millis,
     pub tag: Option<String>,
-    /// The stored body as JSON text (for a tag: the snapshot).
-    pub data_json: String,
+    /// The stored body (for a tag: the snapshot).
+    pub body: Body,
     /// False for `noStore`: nothing was persisted and the reply has no timestamps.
     pub stored: bool,
 }
@@ -45,9 +70,14 @@ impl Written {
             created: record.created,
             modified: record.modified,
             tag: record.tag.clone(),
-            data_json: serde_json::to_string(&record.data).expect("JSON values serialise"),
+            body: record.data.clone(),
             stored,
         }
+    }
+
+    /// The stored body as JSON text.
+    pub fn data_json(&self) -> &str {
+        self.body.json()
     }
 }
 
@@ -89,14 +119,18 @@ impl DataService {
         &self.stripes[(h as usize) % STRIPES]
     }
 
-    pub async fn set(&self, path: &str, data: Option<Value>, opts: &SetOptions) -> Result<Written, DataError> {
+    pub async fn set(&self, path: &str, data: Option<SetData>, opts: &SetOptions) -> Result<Written, DataError> {
         if let Some(tag) = &opts.tag {
             if data.as_ref().is_some_and(|d| !d.is_null()) {
                 return Err(DataError::TagWithData);
             }
             return self.tag(path, tag).await;
         }
-        let body = format_set_data(data)?;
+        let body = match data {
+            Some(SetData::Json(raw)) => body_from_json(&raw)?,
+            Some(SetData::Value(v)) => Body::new(format_set_data(Some(v))?),
+            None => Body::empty(),
+        };
         if opts.no_store {
             return Ok(Written::of(&Record::new(path, body, 0), false));
         }
@@ -122,7 +156,7 @@ impl DataService {
             None => Record::new(path, body, now),
             Some(old) => Record {
                 path: path.to_string(),
-                data: merge(body, old.data),
+                data: merge(body.into_map(), old.data.into_map()).into(),
                 created: old.created,
                 modified: now.max(old.created),
                 tag: None,
@@ -143,7 +177,7 @@ impl DataService {
         let source = match existing {
             Some(old) => {
                 let source = Record { modified: now, ..old };
-                snapshot.insert("data".into(), Value::Object(source.data.clone()));
+                snapshot.insert("data".into(), Value::Object(source.data.map().clone()));
                 snapshot.insert("_meta".into(), meta_path(path));
                 snapshot.insert("created".into(), source.created.into());
                 snapshot.insert("modified".into(), source.modified.into());
@@ -159,7 +193,7 @@ impl DataService {
         let tag_path = format!("{TAGS_PREFIX}{path}/{}", unique_id());
         let tag_record = Record {
             path: tag_path,
-            data: snapshot,
+            data: snapshot.into(),
             created: now,
             modified: now,
             tag: Some(tag.to_string()),
@@ -269,6 +303,70 @@ pub fn format_set_data(data: Option<Value>) -> Result<Map<String, Value>, DataEr
     Ok(body)
 }
 
+/// [`format_set_data`] for a body still in the client's JSON text (already validated by the
+/// request parser, and no deeper than serde_json's limit). An object whose keys are all plainly
+/// fine (no escapes, no `$` start, no `.`, no top-level `_meta`) is stored as the text it came
+/// in: parsing it into a map to write the same text out again is what this spares. Anything
+/// else takes the parsed path, so every error and rewrite is exactly the one it makes.
+pub fn body_from_json(raw: &RawValue) -> Result<Body, DataError> {
+    let json = raw.get();
+    if json.starts_with('{') && plain_keys(json) && body::nesting_depth(json) <= body::MAX_DEPTH {
+        return Ok(Body::from_checked_json(json));
+    }
+    let value: Value = serde_json::from_str(json).map_err(|e| DataError::BadRequest(format!("data is not valid JSON: {e}")))?;
+    Ok(Body::new(format_set_data(Some(value))?))
+}
+
+/// True when every key in the (valid) JSON text is one `check_field_names` accepts as written,
+/// without escapes, and the top-level object has no `_meta`.
+fn plain_keys(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i + 1;
+                let (end, escaped) = string_end(bytes, start);
+                i = end;
+                let mut j = end + 1;
+                while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if bytes.get(j) == Some(&b':') {
+                    // An escaped key could hide a `$` or `.`: rare, so the parsed path decides.
+                    let key = &json[start..end];
+                    if escaped || key.starts_with('$') || key.contains('.') || (depth == 1 && key == "_meta") {
+                        return false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The index of the quote closing the string whose text starts at `start`, and whether the
+/// string has escapes.
+fn string_end(bytes: &[u8], mut start: usize) -> (usize, bool) {
+    let mut escaped = false;
+    loop {
+        match memchr::memchr2(b'"', b'\\', bytes.get(start..).unwrap_or_default()) {
+            Some(n) if bytes[start + n] == b'\\' => {
+                escaped = true;
+                start += n + 2;
+            }
+            Some(n) => return (start + n, escaped),
+            // Unreachable for valid JSON; ends the scan.
+            None => return (bytes.len(), escaped),
+        }
+    }
+}
+
 fn check_field_names(obj: &Map<String, Value>) -> Result<(), DataError> {
     // Iterative walk: bodies can be deep, and recursion depth must not depend on input.
     let mut stack: Vec<&Value> = Vec::new();
@@ -326,7 +424,7 @@ mod tests {
     }
 
     fn body(w: &Written) -> Value {
-        serde_json::from_str(&w.data_json).unwrap()
+        serde_json::from_str(w.data_json()).unwrap()
     }
 
     fn obj(v: Value) -> Map<String, Value> {
@@ -362,20 +460,88 @@ mod tests {
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"b":2,"a":1,"n":{"z":1},"c":3}"#);
     }
 
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    /// The text path and the parsed path agree on every body: same object, same error.
+    #[test]
+    fn client_text_bodies_are_formatted_like_parsed_ones() {
+        for text in [
+            r#"{"v":"x","n":[1,2.5,{"k":null}],"t":true}"#,
+            r#"{ "spaced" : [ 1 , {} ] }"#,
+            r#"{"s":"quote \" back \\ \u00e9 . $x _meta"}"#,
+            r#"{"nested":{"_meta":{"kept":1}}}"#,
+            r#"{"_meta":{"dropped":true},"a":1}"#,
+            r#"{"a":1,"_meta":2}"#,
+            r#"{"$bad":1}"#,
+            r#"{"a":{"b.c":1}}"#,
+            r#"{"a":[{"$x":1}]}"#,
+            r#"{"\u0024esc":1}"#,
+            r#"{"d\u002et":1}"#,
+            r#"{"ok\n":1}"#,
+            "{}",
+            "[1,2]",
+            "5",
+            r#""text""#,
+            "null",
+        ] {
+            let by_text = body_from_json(&raw(text));
+            let by_value = format_set_data(Some(serde_json::from_str(text).unwrap()));
+            match (by_text, by_value) {
+                (Ok(a), Ok(b)) => assert_eq!(
+                    format!("{:?}", Value::Object(a.map().clone())),
+                    format!("{:?}", Value::Object(b)),
+                    "{text}"
+                ),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                (a, b) => panic!("{text}: {a:?} vs {b:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn plain_client_bodies_are_stored_as_sent() {
+        let text = r#"{"v":"x", "n":[1,2.5e3,{"k":"a\"b"}]}"#;
+        assert_eq!(body_from_json(&raw(text)).unwrap().json(), text, "no parse, no rewrite");
+        assert_eq!(body_from_json(&raw(r#"{"_meta":1,"a":2}"#)).unwrap().json(), r#"{"a":2}"#);
+        assert_eq!(body_from_json(&raw("7")).unwrap().json(), r#"{"value":7}"#);
+    }
+
+    #[tokio::test]
+    async fn a_text_body_round_trips_through_set_get_and_merge() {
+        let s = svc();
+        let w = s
+            .set("/j", Some(SetData::Json(raw(r#"{"a":1,"b":{"c":2}}"#))), &SetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(w.data_json(), r#"{"a":1,"b":{"c":2}}"#);
+        let merge = SetOptions {
+            merge: true,
+            ..Default::default()
+        };
+        let m = s.set("/j", Some(SetData::Json(raw(r#"{"a":null,"d":3}"#))), &merge).await.unwrap();
+        assert_eq!(body(&m), json!({"a":1,"d":3,"b":{"c":2}}));
+        let stored = s.get_record("/j").await.unwrap().unwrap();
+        assert_eq!(Value::Object(stored.data.map().clone()), json!({"a":1,"d":3,"b":{"c":2}}));
+        let q = Query::parse(Some(&json!({"b.c": 2})), None).unwrap();
+        assert!(matches!(s.get("/*", &q, false).await.unwrap(), Found::Many(v) if v.len() == 1));
+    }
+
     #[tokio::test]
     async fn set_keeps_created_and_bumps_modified() {
         let s = svc();
-        let a = s.set("/p", Some(json!({"v":1})), &SetOptions::default()).await.unwrap();
+        let a = s.set("/p", Some(json!({"v":1}).into()), &SetOptions::default()).await.unwrap();
         assert_eq!(a.created, a.modified);
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-        let b = s.set("/p", Some(json!({"w":2})), &SetOptions::default()).await.unwrap();
+        let b = s.set("/p", Some(json!({"w":2}).into()), &SetOptions::default()).await.unwrap();
         assert_eq!(b.created, a.created);
         assert!(b.modified > a.modified);
         assert_eq!(body(&b), json!({"w":2}));
         let c = s
             .set(
                 "/p",
-                Some(json!({"v":3})),
+                Some(json!({"v":3}).into()),
                 &SetOptions {
                     merge: true,
                     ..Default::default()
@@ -383,13 +549,13 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(c.data_json, r#"{"v":3,"w":2}"#);
+        assert_eq!(c.data_json(), r#"{"v":3,"w":2}"#);
     }
 
     #[tokio::test]
     async fn tags_and_siblings() {
         let s = svc();
-        s.set("/t", Some(json!({"v":1})), &SetOptions::default()).await.unwrap();
+        s.set("/t", Some(json!({"v":1}).into()), &SetOptions::default()).await.unwrap();
         let opts = SetOptions {
             tag: Some("T1".into()),
             ..Default::default()
@@ -401,17 +567,20 @@ mod tests {
         assert_eq!(body(&t)["_id"], json!("/t"));
         let src = s.get_record("/t").await.unwrap().unwrap();
         assert_eq!(body(&t)["modified"], json!(src.modified));
-        assert!(matches!(s.set("/t", Some(json!({})), &opts).await, Err(DataError::TagWithData)));
+        assert!(matches!(
+            s.set("/t", Some(json!({}).into()), &opts).await,
+            Err(DataError::TagWithData)
+        ));
         // Tagging a missing path creates an empty source record; concatenation without '/'.
         let t2 = s.set("tag/none", None, &opts).await.unwrap();
         assert!(t2.path.starts_with("/_TAGStag/none/"));
-        assert_eq!(t2.data_json, r#"{"data":{},"_meta":{"path":"tag/none"}}"#);
-        assert_eq!(s.get_record("tag/none").await.unwrap().unwrap().data, Map::new());
+        assert_eq!(t2.data_json(), r#"{"data":{},"_meta":{"path":"tag/none"}}"#);
+        assert_eq!(s.get_record("tag/none").await.unwrap().unwrap().data, Body::empty());
 
         let sib = s
             .set(
                 "/base",
-                Some(json!({"s":1})),
+                Some(json!({"s":1}).into()),
                 &SetOptions {
                     sibling: true,
                     ..Default::default()
@@ -423,7 +592,7 @@ mod tests {
         let sib2 = s
             .set(
                 "/base/",
-                Some(json!({"s":1})),
+                Some(json!({"s":1}).into()),
                 &SetOptions {
                     sibling: true,
                     ..Default::default()
@@ -440,7 +609,7 @@ mod tests {
         let w = s
             .set(
                 "/n",
-                Some(json!({"a":1})),
+                Some(json!({"a":1}).into()),
                 &SetOptions {
                     no_store: true,
                     ..Default::default()
@@ -456,7 +625,7 @@ mod tests {
     async fn get_and_remove() {
         let s = svc();
         for (p, r) in [("/g/2", 1), ("/g/1", 3), ("/g/3", 2), ("/x/g/1", 0)] {
-            s.set(p, Some(json!({"rank": r})), &SetOptions::default()).await.unwrap();
+            s.set(p, Some(json!({"rank": r}).into()), &SetOptions::default()).await.unwrap();
         }
         let q = Query::default();
         match s.get("/g/*", &q, false).await.unwrap() {

@@ -2,6 +2,7 @@
 //! their set/merge/tag semantics, the query engine, the subscription registry, users, groups,
 //! permissions and sessions — all behind the [`storage::Store`] trait.
 
+pub mod body;
 pub mod data;
 pub mod error;
 pub mod nedb;
@@ -13,6 +14,7 @@ pub mod security;
 pub mod session;
 pub mod storage;
 
+pub use body::Body;
 pub use error::{AccessError, DataError, StoreError};
 pub use path::Pattern;
 pub use record::{now_millis, Millis, Record};

@@ -113,7 +113,7 @@ fn parse_line(line: &str) -> Result<Line, String> {
     let now = crate::record::now_millis();
     Ok(Line::Doc(Record {
         path,
-        data,
+        data: data.into(),
         created: created.unwrap_or(now),
         modified: modified.unwrap_or(now),
         tag,
@@ -151,7 +151,7 @@ fn unescape_permissions(data: &mut Map<String, Value>) {
 
 /// One nedb line for `record`, in the key order happn writes.
 pub fn line(record: &Record) -> String {
-    let mut data = record.data.clone();
+    let mut data = record.data.map().clone();
     if record.path.starts_with(GROUP_PREFIX) {
         map_permission_keys(&mut data, |k| k.replace('.', ESCAPED_DOT));
     }
@@ -199,7 +199,7 @@ mod tests {
             ]
         );
         let p1 = &l.records[3];
-        assert_eq!(Value::Object(p1.data.clone()), json!({"a":2}));
+        assert_eq!(Value::Object(p1.data.map().clone()), json!({"a":2}));
         assert_eq!((p1.created, p1.modified), (1795687002118, 1795687002274));
         assert_eq!(l.records[1].tag.as_deref(), Some("T1"));
         assert!(l.records[0].data["permissions"].get("/a.b/*").is_some(), "dot escape undone");

@@ -246,6 +246,19 @@ mod tests {
             "{\"action\":\"get\",\"x\":\"a\u{1}b\"}",
             "[1e999]",
             "1e999",
+            // `data` is read as raw text first (`request::Data`): whatever a `Value` parse would
+            // refuse in it must still be refused, for a set and for any other action.
+            r#"{"action":"set","path":"/a","data":{"x":"\ud800"}}"#,
+            r#"{"action":"set","path":"/a","data":{"x":"\udc00\ud800"},"eventId":1}"#,
+            r#"{"action":"login","data":{"x":["\ud800"]}}"#,
+            r#"{"action":"set","path":"/a","data":{"x":1e999}}"#,
+            r#"{"action":"set","path":"/a","data":{"x":-1E+999,"y":2}}"#,
+            r#"{"action":"on","path":"/a","data":1e999}"#,
+            r#"{"action":"set","path":"/a","data":{"x":1e300,"y":"\u00e9\ud83d\ude00","z":[1.5e-3]}}"#,
+            r#"{"action":"set","path":"/a","data":{"x":1},"y":"\ud800"}"#,
+            r#"{"action":"set","path":"/a","data":{"x":"\ud800"},"y":[}"#,
+            r#"{"action":"set","path":"/a","data":{"a\"b":"c\\","d\u0041":true},"eventId":2}"#,
+            r#"{"action":"get","path":"/a","data":{"k":null,"t":true,"f":false,"n":-0.0}}"#,
         ];
         let mut frames: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
         // Nesting around serde_json's limit of 128 levels, counting the envelope itself, under
@@ -258,6 +271,15 @@ mod tests {
             frames.push(format!(r#"{{"action":{}}}"#, nested("[", "]", depth, "")));
             frames.push(format!(r#"{{"action":"get","options":{}}}"#, nested(r#"{"a":"#, "}", depth, "0")));
             frames.push(nested("[", "]", depth, ""));
+            frames.push(format!(r#"{{"action":"get","data":{}}}"#, nested("[", "]", depth, "1")));
+        }
+        // Numbers at the edge of f64's range, as plain digits.
+        for digits in [300, 308, 309, 310, 400] {
+            frames.push(format!(r#"{{"action":"set","path":"/a","data":{{"x":{}}}}}"#, "9".repeat(digits)));
+            frames.push(format!(
+                r#"{{"action":"set","path":"/a","data":{{"x":-0.{}}}}}"#,
+                "9".repeat(digits)
+            ));
         }
         frames
     }
@@ -299,7 +321,10 @@ mod tests {
         assert_eq!(r.event_id, Some(serde_json::json!(7)));
         assert_eq!(r.session_id, Some(serde_json::json!("s")));
         assert_eq!(r.path_str(), Ok("/a"));
-        assert_eq!(serde_json::to_string(&r.data).unwrap(), r#"{"b":1,"a":2}"#);
+        match &r.data {
+            Some(crate::Data::Json(raw)) => assert_eq!(raw.get(), r#"{"b":1,"a":2}"#, "a set's body stays text"),
+            other => panic!("{other:?}"),
+        }
         assert!(r.option_truthy("merge"));
 
         assert_eq!(decode_request(r#""primus::ping::5""#), Decoded::Control(Control::Ping("5".into())));

@@ -9,8 +9,8 @@ pub mod response;
 
 pub use error::WireError;
 pub use frame::{decode_frame, decode_request, encode_control, escape_line_separators, Control, Decoded, Frame};
-pub use request::{Action, Request, RequestError};
-pub use response::{anonymous_error, item_json, system_message, unknown_action_error, EventMeta, RecordMeta, Reply};
+pub use request::{Action, Data, Request, RequestError};
+pub use response::{anonymous_error, item_json, item_json_text, system_message, unknown_action_error, EventMeta, RecordMeta, Reply};
 
 /// The protocol string the 2.21 server appends to every object it sends.
 pub const PROTOCOL_VERSION: &str = "1.1.0";

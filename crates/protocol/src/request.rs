@@ -4,7 +4,9 @@
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,6 +53,51 @@ impl Action {
     }
 }
 
+/// A request's `data`. The streaming parser ([`crate::decode_request`]) keeps a `set`'s body as
+/// the client's JSON text, checked to parse exactly as a `Value` would: the store keeps bodies
+/// as text, so parsing it only to write the same text out again is work saved on every set.
+/// Every other action's data is parsed.
+#[derive(Clone)]
+pub enum Data {
+    Value(Value),
+    Json(Box<RawValue>),
+}
+
+impl Data {
+    pub fn to_value(&self) -> Cow<'_, Value> {
+        match self {
+            Data::Value(v) => Cow::Borrowed(v),
+            Data::Json(raw) => Cow::Owned(parse_checked(raw)),
+        }
+    }
+
+    pub fn into_value(self) -> Value {
+        match self {
+            Data::Value(v) => v,
+            Data::Json(raw) => parse_checked(&raw),
+        }
+    }
+}
+
+/// Parse text the streaming parser checked with [`parses_like_a_value`] (or found to parse).
+fn parse_checked(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).expect("checked to parse when the request was read")
+}
+
+/// The same request whichever form its data is in.
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+/// As the parsed value, so both forms print alike (the decoder tests compare the two paths).
+impl fmt::Debug for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_value().fmt(f)
+    }
+}
+
 /// A well-formed request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -60,7 +107,7 @@ pub struct Request {
     /// Echoed only; never used for authorisation.
     pub session_id: Option<Value>,
     pub path: Option<Value>,
-    pub data: Option<Value>,
+    pub data: Option<Data>,
     /// `options` (empty when absent or null).
     pub options: Map<String, Value>,
 }
@@ -99,7 +146,7 @@ impl Request {
             event_id: obj.remove("eventId"),
             session_id: obj.remove("sessionId"),
             path: obj.remove("path"),
-            data: obj.remove("data"),
+            data: obj.remove("data").map(Data::Value),
             options: obj.remove("options"),
         }
         .into_request()
@@ -129,7 +176,7 @@ struct Envelope {
     event_id: Option<Value>,
     session_id: Option<Value>,
     path: Option<Value>,
-    data: Option<Value>,
+    data: Option<Data>,
     options: Option<Value>,
 }
 
@@ -190,11 +237,75 @@ impl Envelope {
 /// first error (and its position, and the 128-level recursion limit) is the same.
 // The same (large) result as `Request::parse`, moved once to the caller.
 #[allow(clippy::result_large_err)]
+///
+/// `data` is first taken as raw text (see [`Data`]), by serde_json's skipping scanner, which
+/// checks the grammar but not what a `Value` parse also refuses. Text that could hit one of those
+/// refusals, and any frame that fails, is parsed again the `Value` way, so the answer (and error
+/// text) is always that path's.
 pub(crate) fn parse_request_str(text: &str) -> Result<Result<Request, RequestError>, serde_json::Error> {
-    serde_json::from_str::<Incoming>(text).map(|i| i.0)
+    let value_path = || serde_json::from_str::<Value>(text).map(Request::parse);
+    let Ok(Incoming(envelope)) = serde_json::from_str::<Incoming>(text) else {
+        return value_path();
+    };
+    let Some(mut env) = envelope else {
+        return Ok(Err(RequestError::NotAnObject));
+    };
+    if let Some(Data::Json(raw)) = &env.data {
+        // The envelope is one level of serde_json's 128.
+        if !parses_like_a_value(raw.get(), 126) {
+            return value_path();
+        }
+        if env.action != Ok(Action::Set) {
+            env.data = Some(Data::Value(parse_checked(raw)));
+        }
+    }
+    Ok(env.into_request())
 }
 
-struct Incoming(Result<Request, RequestError>);
+/// True when JSON text that serde_json's skipping scanner accepted surely parses into a `Value`
+/// too, nested no deeper than `max_depth`. What a `Value` parse refuses beyond the grammar: deeper
+/// nesting, `\u` escapes that are lone surrogates, and numbers out of `f64` range. Rather than
+/// decode, this answers false for any `\u` escape, exponent or very long number (all rare in
+/// data), and the caller parses those the `Value` way.
+fn parses_like_a_value(json: &str, max_depth: usize) -> bool {
+    let (mut depth, mut in_string, mut number_len) = (0usize, false, 0usize);
+    let mut bytes = json.bytes();
+    while let Some(b) = bytes.next() {
+        if in_string {
+            match b {
+                b'"' => in_string = false,
+                b'\\' if bytes.next() == Some(b'u') => return false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'0'..=b'9' | b'-' | b'+' | b'.' => {
+                number_len += 1;
+                // A plain decimal overflows f64 only past 309 digits.
+                if number_len > 300 {
+                    return false;
+                }
+                continue;
+            }
+            b'e' | b'E' if number_len > 0 => return false,
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return false;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        number_len = 0;
+    }
+    true
+}
+
+/// The request object's fields, or `None` for any other JSON value.
+struct Incoming(Option<Envelope>);
 
 impl<'de> Deserialize<'de> for Incoming {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -229,43 +340,43 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Key::EventId => env.event_id = Some(map.next_value()?),
                 Key::SessionId => env.session_id = Some(map.next_value()?),
                 Key::Path => env.path = Some(map.next_value()?),
-                Key::Data => env.data = Some(map.next_value()?),
+                Key::Data => env.data = Some(Data::Json(map.next_value()?)),
                 Key::Options => env.options = Some(map.next_value_seed(OptionsSeed)?),
                 Key::Other => {
                     map.next_value::<Skip>()?;
                 }
             }
         }
-        Ok(Incoming(env.into_request()))
+        Ok(Incoming(Some(env)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Incoming, A::Error> {
         Skip.visit_seq(seq)?;
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Incoming, E> {
-        Ok(Incoming(Err(RequestError::NotAnObject)))
+        Ok(Incoming(None))
     }
 }
 

@@ -397,10 +397,69 @@ pub fn item_json(data: &serde_json::Map<String, Value>, record: &RecordMeta<'_>)
     out
 }
 
+/// [`item_json`] for a body that is JSON text (an object). Without a `_meta` key the text is
+/// only spliced, not parsed: `_meta` goes last, as `item_json` appends it.
+pub fn item_json_text(data_json: &str, record: &RecordMeta<'_>) -> String {
+    if memchr::memmem::find(data_json.as_bytes(), b"\"_meta\"").is_some() {
+        // Maybe a key (to be replaced in place), maybe inside a string: let the parse decide.
+        return match serde_json::from_str::<serde_json::Map<String, Value>>(data_json) {
+            Ok(map) => item_json(&map, record),
+            Err(_) => item_json(&serde_json::Map::new(), record),
+        };
+    }
+    let inner = data_json
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or("")
+        .trim();
+    let mut out = String::with_capacity(data_json.len() + 96);
+    out.push('{');
+    out.push_str(inner);
+    if !inner.is_empty() {
+        out.push(',');
+    }
+    out.push_str("\"_meta\":");
+    let mut w = ObjectWriter::open(&mut out);
+    record.write(&mut w);
+    w.close();
+    out.push('}');
+    out
+}
+
 #[cfg(test)]
 mod item_tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn item_from_text_is_item_from_map() {
+        let meta = RecordMeta {
+            created: Some(1),
+            modified: Some(2),
+            path: Some("/p"),
+            id: Some("/p"),
+            ..Default::default()
+        };
+        for text in [
+            r#"{"a":1,"b":{"c":[1,2]}}"#,
+            "{}",
+            "{ }",
+            r#"{"_meta":{"x":1},"a":2}"#,
+            r#"{"a":"not \"_meta\" a key"}"#,
+            r#"{"a":{"_meta":1}}"#,
+        ] {
+            let map: serde_json::Map<String, Value> = serde_json::from_str(text).unwrap();
+            let from_text: Value = serde_json::from_str(&item_json_text(text, &meta)).unwrap();
+            let from_map: Value = serde_json::from_str(&item_json(&map, &meta)).unwrap();
+            assert_eq!(from_text, from_map, "{text}");
+            assert_eq!(format!("{from_text:?}"), format!("{from_map:?}"), "key order of {text}");
+        }
+        assert_eq!(
+            item_json_text(r#"{"a":1}"#, &meta),
+            r#"{"a":1,"_meta":{"created":1,"modified":2,"path":"/p","_id":"/p"}}"#
+        );
+    }
 
     #[test]
     fn item_meta_replaces_in_place_or_appends() {

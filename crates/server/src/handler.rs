@@ -2,7 +2,7 @@
 //! state plus the shared [`AppState`]; the socket loop in `conn.rs` only feeds frames in.
 
 use crate::state::{AppState, Outbox};
-use happn_engine::data::{Found, SetOptions, Written};
+use happn_engine::data::{Found, SetData, SetOptions, Written};
 use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
@@ -14,7 +14,8 @@ use happn_engine::session::new_session_id;
 use happn_engine::{AccessError, DataError};
 use happn_protocol::request::{truthy, type_name};
 use happn_protocol::{
-    anonymous_error, item_json, unknown_action_error, Action, EventMeta, RecordMeta, Reply, Request, RequestError, WireError,
+    anonymous_error, item_json, item_json_text, unknown_action_error, Action, Data, EventMeta, RecordMeta, Reply, Request, RequestError,
+    WireError,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -216,7 +217,7 @@ pub async fn handle_request(state: &AppState, conn: &mut Conn, tx: &Outbox, req:
         _ => match authorize(state, conn, &req).await {
             Err(f) => Err(f),
             Ok(()) if req.action == Action::Set && security_target(&req).is_some() => {
-                let data = req.data.take();
+                let data = req.data.take().map(Data::into_value);
                 set_security(state, &req, data).await
             }
             Ok(()) if req.action == Action::Remove && security_target(&req).is_some() => remove_security(state, conn, &req).await,
@@ -278,7 +279,8 @@ fn describe(state: &AppState, req: &Request) -> String {
 }
 
 async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
-    let Some(Value::Object(data)) = &req.data else {
+    let data = req.data.as_ref().map(Data::to_value);
+    let Some(Value::Object(data)) = data.as_deref() else {
         return Err(Failure::Bad("login needs a data object with credentials".into()));
     };
     let user = if state.config.secure {
@@ -356,9 +358,9 @@ async fn login(state: &AppState, conn: &mut Conn, req: &Request) -> Outcome {
 
 /// `request-nonce`: a nonce for the key-pair login of `data.publicKey` (also in insecure mode).
 fn request_nonce(state: &AppState, req: &Request) -> Outcome {
-    let public_key = req
-        .data
-        .as_ref()
+    let public_key = req.data.as_ref().map(Data::to_value);
+    let public_key = public_key
+        .as_deref()
         .and_then(|d| d.get("publicKey"))
         .and_then(Value::as_str)
         .unwrap_or("");
@@ -456,15 +458,23 @@ fn prepare_set(req: &Request) -> Result<(&str, SetOptions), Failure> {
     Ok((path, set_options(req)?))
 }
 
-async fn set(state: &AppState, req: &Request, data: Option<Value>) -> Outcome {
+async fn set(state: &AppState, req: &Request, data: Option<Data>) -> Outcome {
     let (path, opts) = prepare_set(req)?;
-    let written = state.data.set(path, data, &opts).await?;
+    let written = state.data.set(path, data.map(set_data), &opts).await?;
     Ok(set_reply(state, req, path, &written))
 }
 
 fn set_reply(state: &AppState, req: &Request, path: &str, written: &Written) -> String {
     let meta = written_meta(written);
-    publish_and_reply(state, req, EventKind::Set, path, &written.data_json, &meta)
+    publish_and_reply(state, req, EventKind::Set, path, written.data_json(), &meta)
+}
+
+/// The request's body as the engine takes it (still text when the parser left it so).
+fn set_data(data: Data) -> SetData {
+    match data {
+        Data::Value(v) => SetData::Value(v),
+        Data::Json(raw) => SetData::Json(raw),
+    }
 }
 
 /// A `set` running alongside the connection's other writes (see `conn.rs`): validated and
@@ -496,7 +506,7 @@ pub async fn start_write(state: &Arc<AppState>, conn: &mut Conn, mut req: Box<Re
     Ok(PendingWrite {
         req,
         path,
-        write: Box::pin(async move { store.set(&target, data, &opts).await }),
+        write: Box::pin(async move { store.set(&target, data.map(set_data), &opts).await }),
     })
 }
 
@@ -604,11 +614,25 @@ fn visible(record: &Record) -> bool {
     !security::is_hidden(&record.path)
 }
 
+/// A user record's body is read only to strip the hash; every other body is only text.
+fn is_user(record: &Record) -> bool {
+    record.path.starts_with(USER_PREFIX)
+}
+
 fn redacted(record: &Record) -> std::borrow::Cow<'_, Map<String, Value>> {
-    if record.path.starts_with(USER_PREFIX) && record.data.contains_key("password") {
-        std::borrow::Cow::Owned(redact_user(record.data.clone()))
+    if is_user(record) && record.data.contains_key("password") {
+        std::borrow::Cow::Owned(redact_user(record.data.map().clone()))
     } else {
-        std::borrow::Cow::Borrowed(&record.data)
+        std::borrow::Cow::Borrowed(record.data.map())
+    }
+}
+
+/// [`redacted`] as JSON text: the stored text itself unless there is a hash to strip.
+fn redacted_json(record: &Record) -> std::borrow::Cow<'_, str> {
+    if is_user(record) {
+        std::borrow::Cow::Owned(serde_json::to_string(&redacted(record)).expect("JSON"))
+    } else {
+        std::borrow::Cow::Borrowed(record.data.json())
     }
 }
 
@@ -622,9 +646,8 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
     let reply = base_reply(req);
     Ok(match found {
         Found::One(Some(r)) if visible(&r) => {
-            let data = redacted(&r);
             if query.has_projection() {
-                let projected = query.project(&data);
+                let projected = query.project(&redacted(&r));
                 reply.ok(
                     &serde_json::to_string(&projected).expect("JSON"),
                     &RecordMeta {
@@ -640,7 +663,7 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
                     tag: r.tag.as_deref(),
                     ..Default::default()
                 };
-                reply.ok(&serde_json::to_string(&data).expect("JSON"), &meta)
+                reply.ok(&redacted_json(&r), &meta)
             }
         }
         Found::One(_) => reply.ok("null", &RecordMeta::default()),
@@ -675,7 +698,7 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
                         tag: r.tag.as_deref(),
                         ..Default::default()
                     };
-                    item_json(&redacted(r), &meta)
+                    item_json_text(&redacted_json(r), &meta)
                 }
             });
             reply.array(items)
@@ -728,7 +751,7 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
                 id: Some(&r.path),
                 ..Default::default()
             };
-            let item = item_json(&redacted(r), &meta);
+            let item = item_json_text(&redacted_json(r), &meta);
             raw.push(format!("{{\"data\":{item},\"_meta\":{}}}", metas(r)));
             items.push(item);
         }

@@ -187,6 +187,9 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut total_acked = 0usize;
     for cycle in 0..cycles {
         let mut server = spawn_server(port, &dir);
+        // The kill moment counts from when writes can start: a slow start (a busy machine, a
+        // slow first fsync) must not leave a cycle with no writes at all.
+        drop(connect(port).await);
         let mut tasks = Vec::new();
         for w in 0..WRITERS {
             let seed = 0x9E37_79B9_7F4A_7C15 ^ ((cycle * 131 + w) as u64 + 1);

@@ -6,7 +6,7 @@
 //! bytes 2..10  created,  i64 little-endian (epoch ms)
 //! bytes 10..18 modified, i64 little-endian (epoch ms)
 //! [if tagged]  tag length u32 little-endian, then the tag's UTF-8 bytes
-//! rest         the document body (`data`) as compact JSON (an object)
+//! rest         the document body (`data`) as JSON text (an object)
 //! ```
 //!
 //! Why this and not `serde_json` of the whole `Record`: the path is already the key, so storing
@@ -15,8 +15,7 @@
 //! `preserve_order` + `float_roundtrip` round-trips it exactly, key order included), and it keeps
 //! the file debuggable. The version byte lets a later format be read side by side.
 
-use happn_engine::{Record, StoreError};
-use serde_json::{Map, Value};
+use happn_engine::{Body, Record, StoreError};
 
 const VERSION: u8 = 1;
 const HAS_TAG: u8 = 1;
@@ -35,8 +34,7 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
     }
-    serde_json::to_writer(&mut out, &record.data)
-        .map_err(|e| StoreError::Io(format!("cannot encode the record at {:?}: {e}", record.path)))?;
+    out.extend_from_slice(record.data.json().as_bytes());
     Ok(out)
 }
 
@@ -70,7 +68,8 @@ pub(crate) fn decode(path: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     } else {
         None
     };
-    let data: Map<String, Value> = serde_json::from_slice(rest).map_err(|e| corrupt(&format!("body is not a JSON object: {e}")))?;
+    let text = std::str::from_utf8(rest).map_err(|_| corrupt("body is not UTF-8"))?;
+    let data = Body::from_json(text).map_err(|e| corrupt(&format!("body is not a JSON object: {e}")))?;
     Ok(Record {
         path: path.to_string(),
         data,
@@ -83,7 +82,7 @@ pub(crate) fn decode(path: &str, bytes: &[u8]) -> Result<Record, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn sample(tag: Option<&str>) -> Record {
         let Value::Object(data) = json!({"z": 1, "a": [1.5, "x", null, {"b": true}], "big": 18446744073709551615u64, "f": 0.1}) else {
@@ -91,7 +90,7 @@ mod tests {
         };
         Record {
             path: "/p/q".into(),
-            data,
+            data: data.into(),
             created: -5,
             modified: 1_700_000_000_123,
             tag: tag.map(str::to_string),

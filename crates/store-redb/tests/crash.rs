@@ -319,7 +319,7 @@ fn cycle(file: &Path, relaxed: bool, n: usize, model: &mut BTreeMap<String, bool
     let mut observed = BTreeSet::new();
     for r in &records {
         assert_eq!(
-            Value::Object(r.data.clone()),
+            Value::Object(r.data.map().clone()),
             expected_data(&r.path),
             "cycle {n}: wrong value at {}",
             r.path

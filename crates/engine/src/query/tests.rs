@@ -11,7 +11,7 @@ fn rec(path: &str, data: Value) -> Record {
     };
     Record {
         path: path.into(),
-        data,
+        data: data.into(),
         created: 100,
         modified: 200,
         tag: None,

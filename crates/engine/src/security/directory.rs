@@ -93,7 +93,7 @@ impl Security {
         let old = self.data.get_record(&path).await?;
         let mut data = Map::new();
         data.insert("username".into(), Value::String(name.to_string()));
-        let old_data = old.as_ref().map(|r| r.data.clone()).unwrap_or_default();
+        let old_data = old.as_ref().map(|r| r.data.map().clone()).unwrap_or_default();
         if merge {
             for (k, v) in &old_data {
                 data.entry(k.clone()).or_insert_with(|| v.clone());
@@ -156,7 +156,7 @@ impl Security {
         data.insert("name".into(), Value::String(name.to_string()));
         if merge {
             if let Some(old) = &old {
-                for (k, v) in &old.data {
+                for (k, v) in old.data.map() {
                     data.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
@@ -239,7 +239,7 @@ impl Security {
         let mut users: Vec<(Map<String, Value>, Vec<String>)> = Vec::new();
         for r in records {
             match SecurityPath::parse(&r.path) {
-                Some(SecurityPath::User(_)) => users.push((redact_user(r.data), Vec::new())),
+                Some(SecurityPath::User(_)) => users.push((redact_user(r.data.into_map()), Vec::new())),
                 Some(SecurityPath::Membership { user, group }) => {
                     if let Some(u) = users
                         .iter_mut()
@@ -260,7 +260,7 @@ impl Security {
         Ok(records
             .into_iter()
             .filter(|r| matches!(SecurityPath::parse(&r.path), Some(SecurityPath::Group(_))))
-            .map(|r| r.data)
+            .map(|r| r.data.into_map())
             .collect())
     }
 
@@ -268,7 +268,7 @@ impl Security {
         let now = now_millis();
         let record = Record {
             path,
-            data,
+            data: data.into(),
             created: created.unwrap_or(now),
             modified: now,
             tag: None,

@@ -401,7 +401,7 @@ impl Security {
         self.data
             .put_record(Record {
                 path: path.to_string(),
-                data,
+                data: data.into(),
                 created,
                 modified: now,
                 tag: None,

@@ -27,7 +27,8 @@ impl MemoryStore {
         for path in batch.removes {
             map.remove(&path);
         }
-        for record in batch.puts {
+        for mut record in batch.puts {
+            record.data.forget_parsed();
             map.insert(record.path.clone(), record);
         }
     }
@@ -69,6 +70,7 @@ impl Store for MemoryStore {
     async fn replace(&self, mut record: Record) -> Result<(Millis, Millis), StoreError> {
         // One lookup under the write lock; an existing entry is overwritten in place, so its
         // key is neither cloned nor re-inserted.
+        record.data.forget_parsed();
         let mut map = self.records.write();
         if let Some(old) = map.get_mut(record.path.as_str()) {
             record.created = old.created;
