@@ -3,9 +3,10 @@
 //! trace diffs against the reference do).
 
 use crate::error::WireError;
-use crate::json::{write_value, ObjectWriter};
+use crate::json::{write_json, write_str, ObjectWriter};
 use crate::PROTOCOL_VERSION;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// The record part of `_meta`: timestamps and path of the document a reply or event is about.
 /// Emitted order: timestamp, created, modified, path, _id, tag.
@@ -19,7 +20,16 @@ pub struct RecordMeta<'a> {
     pub tag: Option<&'a str>,
 }
 
+/// Room for a reply's fixed text, its three timestamps and the eventId/sessionId echoes;
+/// variable-length strings are added on top, so a reply is written without regrowing its buffer.
+const REPLY_OVERHEAD: usize = 320;
+
 impl RecordMeta<'_> {
+    /// The record meta's strings (timestamps and keys are within [`REPLY_OVERHEAD`]).
+    fn text_len(&self) -> usize {
+        [self.path, self.id, self.tag].iter().map(|s| s.map_or(0, str::len)).sum()
+    }
+
     fn write(&self, w: &mut ObjectWriter<'_>) {
         if let Some(t) = self.timestamp {
             w.int("timestamp", t);
@@ -70,9 +80,18 @@ impl<'a> Reply<'a> {
         w.str("action", self.action);
     }
 
+    /// A buffer for a reply carrying `body` bytes of pre-rendered JSON and `record`'s strings.
+    fn buffer(&self, body: usize, record_text: usize) -> String {
+        let session = match self.session_id {
+            Some(Value::String(s)) => s.len(),
+            _ => 0,
+        };
+        String::with_capacity(REPLY_OVERHEAD + body + record_text + self.action.len() + session)
+    }
+
     /// `{"data":<data_json>,"_meta":{<record>,type,status,published,eventId,sessionId,action},"protocol":"1.1.0"}`
     pub fn ok(&self, data_json: &str, record: &RecordMeta<'_>) -> String {
-        let mut out = String::with_capacity(data_json.len() + 160);
+        let mut out = self.buffer(data_json.len(), record.text_len());
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", data_json);
         let mut m = w.object("_meta");
@@ -86,7 +105,7 @@ impl<'a> Reply<'a> {
 
     /// Replies to on / off / revoke-session start their `_meta` with `status`.
     pub fn ok_status_first(&self, data_json: &str) -> String {
-        let mut out = String::with_capacity(data_json.len() + 160);
+        let mut out = self.buffer(data_json.len(), 0);
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", data_json);
         let mut m = w.object("_meta");
@@ -100,7 +119,7 @@ impl<'a> Reply<'a> {
     /// `on` with `initialCallback`: data is the formatted items, plus the original's redundant
     /// top-level `initialValues` array.
     pub fn ok_initial_values(&self, items_json: &str, initial_values_json: &str) -> String {
-        let mut out = String::with_capacity(items_json.len() + initial_values_json.len() + 200);
+        let mut out = self.buffer(items_json.len() + initial_values_json.len(), 0);
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", items_json);
         let mut m = w.object("_meta");
@@ -133,7 +152,7 @@ impl<'a> Reply<'a> {
 
     /// `{"data":null,"_meta":{type,status:"error",published:false,eventId,sessionId,action,error},"protocol":"1.1.0"}`
     pub fn error(&self, error: &WireError) -> String {
-        let mut out = String::with_capacity(200);
+        let mut out = self.buffer(error_text_len(error), 0);
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", "null");
         let mut m = w.object("_meta");
@@ -146,20 +165,38 @@ impl<'a> Reply<'a> {
 
     fn write_tail_error(&self, m: &mut ObjectWriter<'_>, error: &WireError) {
         self.write_tail(m, false, "error");
-        m.value("error", error);
+        write_error(m, error);
     }
+}
+
+/// `_meta.error`, written field by field in `WireError`'s serde order (name, then message and
+/// reason when present) instead of through serde_json. The exhaustive destructuring makes a new
+/// field a compile error here rather than a silent difference from the derived form.
+fn write_error(m: &mut ObjectWriter<'_>, error: &WireError) {
+    let WireError { name, message, reason } = error;
+    let mut e = m.object("error");
+    e.str("name", name);
+    if let Some(message) = message {
+        e.str("message", message);
+    }
+    if let Some(reason) = reason {
+        e.str("reason", reason);
+    }
+    e.close();
+}
+
+fn error_text_len(error: &WireError) -> usize {
+    error.name.len() + error.message.as_ref().map_or(0, String::len) + error.reason.as_ref().map_or(0, String::len)
 }
 
 /// The error reply for a frame that is not a request object at all: no eventId, no action.
 pub fn anonymous_error(error: &WireError) -> String {
-    let mut out = String::with_capacity(160);
+    let mut out = String::with_capacity(REPLY_OVERHEAD + error_text_len(error));
     let mut w = ObjectWriter::open(&mut out);
     w.raw("data", "null");
     let mut m = w.object("_meta");
-    m.str("type", "response")
-        .str("status", "error")
-        .bool("published", false)
-        .value("error", error);
+    m.str("type", "response").str("status", "error").bool("published", false);
+    write_error(&mut m, error);
     m.close();
     w.str("protocol", PROTOCOL_VERSION);
     w.close();
@@ -168,7 +205,7 @@ pub fn anonymous_error(error: &WireError) -> String {
 
 /// The error reply for an unknown action: echoes eventId, sessionId and the action as sent.
 pub fn unknown_action_error(action: &Value, event_id: Option<&Value>, session_id: Option<&Value>) -> String {
-    let mut out = String::with_capacity(200);
+    let mut out = String::with_capacity(REPLY_OVERHEAD);
     let mut w = ObjectWriter::open(&mut out);
     w.raw("data", "null");
     let mut m = w.object("_meta");
@@ -183,11 +220,11 @@ pub fn unknown_action_error(action: &Value, event_id: Option<&Value>, session_id
         m.value("action", action);
     }
     let text = match action {
-        Value::String(s) => s.clone(),
-        Value::Null => "undefined".to_string(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Null => Cow::Borrowed("undefined"),
+        other => Cow::Owned(other.to_string()),
     };
-    m.value("error", &WireError::unknown_action(&text));
+    write_error(&mut m, &WireError::unknown_action(&text));
     m.close();
     w.str("protocol", PROTOCOL_VERSION);
     w.close();
@@ -199,10 +236,10 @@ pub fn unknown_action_error(action: &Value, event_id: Option<&Value>, session_id
 /// `channel` are spliced in per recipient.
 #[derive(Debug, Clone)]
 pub struct EventMeta {
-    /// `{"data":…,"_meta":{<record meta>,"type":"data",`
-    head: String,
-    /// `"action":"/SET@/x"` (JSON-encoded)
-    action_json: String,
+    /// `{"data":…,"_meta":{<record meta>,"type":"data",` then, from `action_at`,
+    /// `"action":"/SET@/x","channel":` (one buffer: one allocation per publish).
+    template: String,
+    action_at: usize,
     /// The original copies the publisher's reply `_meta`, so `sessionId` sits before `action`
     /// when the publisher's request carried one, and is appended after `channel` otherwise.
     session_before_action: bool,
@@ -210,45 +247,56 @@ pub struct EventMeta {
 
 impl EventMeta {
     pub fn new(data_json: &str, record: &RecordMeta<'_>, action: &str, session_before_action: bool) -> Self {
-        let mut head = String::with_capacity(data_json.len() + 120);
-        head.push_str("{\"data\":");
-        head.push_str(data_json);
-        head.push_str(",\"_meta\":{");
-        // Write record meta through a scratch writer, then drop its braces.
-        let mut scratch = String::new();
-        let mut w = ObjectWriter::open(&mut scratch);
+        let mut template = String::with_capacity(data_json.len() + record.text_len() + action.len() + 160);
+        template.push_str("{\"data\":");
+        template.push_str(data_json);
+        template.push_str(",\"_meta\":{");
+        // The record meta goes straight into the open `_meta` object, which stays open.
+        let mut w = ObjectWriter::resume(&mut template, true);
         record.write(&mut w);
         w.str("type", "data");
-        w.close();
-        head.push_str(&scratch[1..scratch.len() - 1]);
-        head.push(',');
-        let mut action_json = String::new();
-        write_value(&mut action_json, action);
+        template.push(',');
+        let action_at = template.len();
+        template.push_str("\"action\":");
+        write_str(&mut template, action);
+        template.push_str(",\"channel\":");
         EventMeta {
-            head,
-            action_json,
+            template,
+            action_at,
             session_before_action,
         }
     }
 
     /// The frame for one recipient.
     pub fn render(&self, recipient_session: &str, channel: &str) -> String {
-        let mut out = String::with_capacity(self.head.len() + self.action_json.len() + channel.len() + 96);
-        out.push_str(&self.head);
+        const SESSION_KEY: &str = "\"sessionId\":";
+        const PROTOCOL_KEY: &str = "},\"protocol\":\"";
+        // +8 covers the quotes around both strings, the comma beside `sessionId` and the closing `"}`.
+        let mut out = String::with_capacity(
+            self.template.len()
+                + SESSION_KEY.len()
+                + recipient_session.len()
+                + channel.len()
+                + PROTOCOL_KEY.len()
+                + PROTOCOL_VERSION.len()
+                + 8,
+        );
         if self.session_before_action {
-            out.push_str("\"sessionId\":");
-            write_value(&mut out, recipient_session);
+            let (head, action) = self.template.split_at(self.action_at);
+            out.push_str(head);
+            out.push_str(SESSION_KEY);
+            write_str(&mut out, recipient_session);
             out.push(',');
+            out.push_str(action);
+            write_str(&mut out, channel);
+        } else {
+            out.push_str(&self.template);
+            write_str(&mut out, channel);
+            out.push(',');
+            out.push_str(SESSION_KEY);
+            write_str(&mut out, recipient_session);
         }
-        out.push_str("\"action\":");
-        out.push_str(&self.action_json);
-        out.push_str(",\"channel\":");
-        write_value(&mut out, channel);
-        if !self.session_before_action {
-            out.push_str(",\"sessionId\":");
-            write_value(&mut out, recipient_session);
-        }
-        out.push_str("},\"protocol\":\"");
+        out.push_str(PROTOCOL_KEY);
         out.push_str(PROTOCOL_VERSION);
         out.push_str("\"}");
         out
@@ -353,6 +401,62 @@ mod tests {
     }
 
     #[test]
+    fn error_object_matches_its_serde_form() {
+        let errors = [
+            WireError::named("Unknown request action: \"x\"\n"),
+            WireError::access_denied("unauthorized", None),
+            WireError::access_denied("unauthorized", Some("token \u{1} expired 😀".into())),
+            WireError {
+                name: "n".into(),
+                message: None,
+                reason: Some("r".into()),
+            },
+        ];
+        for e in &errors {
+            let mut out = String::new();
+            let mut w = ObjectWriter::open(&mut out);
+            write_error(&mut w, e);
+            w.close();
+            assert_eq!(out, format!("{{\"error\":{}}}", serde_json::to_string(e).unwrap()));
+        }
+    }
+
+    #[test]
+    fn event_and_reply_strings_are_escaped_like_serde() {
+        let (path, session, channel) = ("/e/\"q\"\\\u{2028}", "s\n1", "/ALL@/e/\t*");
+        let rec = RecordMeta {
+            path: Some(path),
+            ..Default::default()
+        };
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        let ev = EventMeta::new("1", &rec, path, false).render(session, channel);
+        assert_eq!(
+            ev,
+            format!(
+                r#"{{"data":1,"_meta":{{"path":{p},"type":"data","action":{p},"channel":{c},"sessionId":{s}}},"protocol":"1.1.0"}}"#,
+                p = q(path),
+                c = q(channel),
+                s = q(session)
+            )
+        );
+        let sid = json!(session);
+        let r = Reply {
+            event_id: Some(&json!(1.5)),
+            session_id: Some(&sid),
+            action: path,
+            published: false,
+        };
+        assert_eq!(
+            r.ok("[]", &rec),
+            format!(
+                r#"{{"data":[],"_meta":{{"path":{p},"type":"response","status":"ok","published":false,"eventId":1.5,"sessionId":{s},"action":{p}}},"protocol":"1.1.0"}}"#,
+                p = q(path),
+                s = q(session)
+            )
+        );
+    }
+
+    #[test]
     fn system_message_shape() {
         assert_eq!(
             system_message("server-side-disconnect", &json!("bye"), Some(false)),
@@ -364,11 +468,13 @@ mod tests {
 /// One item of a multi-item reply: the document's fields with `_meta` in place of any stored
 /// `_meta` key (appended when there is none), as `{...item.data, _meta: item._meta}` does in JS.
 pub fn item_json(data: &serde_json::Map<String, Value>, record: &RecordMeta<'_>) -> String {
-    let mut meta = String::new();
-    let mut w = ObjectWriter::open(&mut meta);
-    record.write(&mut w);
-    w.close();
-    let mut out = String::with_capacity(meta.len() + 64);
+    // The meta is written in place (at most once) rather than rendered to a scratch string.
+    let write_meta = |out: &mut String| {
+        let mut w = ObjectWriter::open(out);
+        record.write(&mut w);
+        w.close();
+    };
+    let mut out = String::with_capacity(REPLY_OVERHEAD + record.text_len());
     out.push('{');
     let mut first = true;
     let mut meta_written = false;
@@ -377,13 +483,13 @@ pub fn item_json(data: &serde_json::Map<String, Value>, record: &RecordMeta<'_>)
             out.push(',');
         }
         first = false;
-        write_value(&mut out, k.as_str());
+        write_str(&mut out, k);
         out.push(':');
         if k == "_meta" {
-            out.push_str(&meta);
+            write_meta(&mut out);
             meta_written = true;
         } else {
-            write_value(&mut out, v);
+            write_json(&mut out, v);
         }
     }
     if !meta_written {
@@ -391,7 +497,7 @@ pub fn item_json(data: &serde_json::Map<String, Value>, record: &RecordMeta<'_>)
             out.push(',');
         }
         out.push_str("\"_meta\":");
-        out.push_str(&meta);
+        write_meta(&mut out);
     }
     out.push('}');
     out

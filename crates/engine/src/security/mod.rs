@@ -24,6 +24,7 @@ use crate::error::{AccessError, DataError};
 use crate::path::Pattern;
 use crate::record::{now_millis, Record};
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub const SECURITY_PREFIX: &str = "/_SYSTEM/_SECURITY/";
@@ -182,7 +183,7 @@ pub struct Security {
     generation: std::sync::atomic::AtomicU64,
     /// Revoked session ids, loaded from the store at start and kept in step with it, so the
     /// check on every request is a memory lookup.
-    revoked: parking_lot::RwLock<ahash::AHashSet<String>>,
+    revoked: RevokedSessions,
     /// Token (stateless) sessions' uses, for their inactivity and usage limits, with the time
     /// each token expires (if its policy has a time to live).
     token_activity: parking_lot::Mutex<std::collections::HashMap<String, (Activity, Option<i64>)>>,
@@ -335,7 +336,7 @@ impl Security {
             *self.signer.write() = Arc::new(TokenSigner::new(secret.as_bytes()));
         }
         let revoked = self.data.store().find(&Pattern::new(&format!("{REVOKED_PREFIX}*"))).await?;
-        self.revoked.write().extend(
+        self.revoked.extend(
             revoked
                 .iter()
                 .filter_map(|r| r.path.strip_prefix(REVOKED_PREFIX).map(str::to_string)),
@@ -622,12 +623,36 @@ impl Security {
     pub async fn revoke(&self, session_id: &str) -> Result<(), DataError> {
         let data = json!({"data": {"reason": "CLIENT", "id": session_id}, "key": session_id});
         self.put(&format!("{REVOKED_PREFIX}{session_id}"), data, now_millis()).await?;
-        self.revoked.write().insert(session_id.to_string());
+        self.revoked.extend([session_id.to_string()]);
         Ok(())
     }
 
     pub fn is_revoked(&self, session_id: &str) -> bool {
-        self.revoked.read().contains(session_id)
+        self.revoked.contains(session_id)
+    }
+}
+
+/// The revoked session ids, checked on every request by every worker thread. Sessions are rarely
+/// revoked, so a count of the set's entries lets the check skip the lock (and the cache-line
+/// traffic of taking it shared from every core) while the set is empty. The set is only mutated
+/// through these methods, which keep the count in step with it.
+#[derive(Default)]
+struct RevokedSessions {
+    ids: parking_lot::RwLock<ahash::AHashSet<String>>,
+    count: AtomicUsize,
+}
+
+impl RevokedSessions {
+    fn extend(&self, ids: impl IntoIterator<Item = String>) {
+        let mut set = self.ids.write();
+        set.extend(ids);
+        // Stored before the write lock is released (and before `revoke` returns), so a check
+        // that starts after that sees a non-zero count and looks the id up under the lock.
+        self.count.store(set.len(), Ordering::Release);
+    }
+
+    fn contains(&self, session_id: &str) -> bool {
+        self.count.load(Ordering::Acquire) != 0 && self.ids.read().contains(session_id)
     }
 }
 
@@ -806,6 +831,33 @@ mod tests {
         assert!(s.authenticate(&by_token(token("c", "u", "counted", now))).await.is_ok());
         let a = s.token_activity.lock();
         assert!(a.len() <= 3 && a.contains_key("b") && a.contains_key("c"), "{}", a.len());
+    }
+
+    #[tokio::test]
+    async fn revocation_is_seen_by_the_next_check() {
+        let s = security(&SecurityConfig::default()).await;
+        assert!(!s.is_revoked("a"), "nothing revoked: the lock-free path answers");
+        s.revoke("a").await.unwrap();
+        assert!(s.is_revoked("a"));
+        assert!(!s.is_revoked("b") && !s.is_revoked(""), "only the revoked session");
+        s.revoke("a").await.unwrap();
+        s.revoke("c").await.unwrap();
+        assert_eq!(
+            s.revoked.count.load(Ordering::Acquire),
+            2,
+            "the count follows the set, not the calls"
+        );
+        assert!(s.is_revoked("a") && s.is_revoked("c") && !s.is_revoked("b"));
+    }
+
+    #[tokio::test]
+    async fn revocations_are_reloaded_at_start() {
+        let s = security(&SecurityConfig::default()).await;
+        s.revoke("kept").await.unwrap();
+        let reloaded = Security::new(s.data.clone(), &SecurityConfig::default());
+        assert!(!reloaded.is_revoked("kept"), "not loaded yet");
+        reloaded.bootstrap(&SecurityConfig::default()).await.unwrap();
+        assert!(reloaded.is_revoked("kept") && !reloaded.is_revoked("other"));
     }
 
     #[test]
