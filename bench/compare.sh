@@ -250,7 +250,22 @@ if [ "$ECHO" = 1 ]; then
     record_failure "echo (in-process)" echo "happn-bench echo failed: $(clean "$out")"
   fi
   { echo "### echo"; cat "$out"; } >>"$log"
-  rm -f "$out"
+  say "-- echo (the same echo server as a process of its own, as a real server is)"
+  "$bench_bin" echo-server --listen 127.0.0.1:0 >"$out.addr" 2>&1 &
+  echo_pid=$!
+  for _ in $(seq 50); do grep -q listening "$out.addr" && break; sleep 0.1; done
+  echo_addr=$(sed -n 's/^echo server listening on //p' "$out.addr")
+  if [ -n "$echo_addr" ] && timeout --kill-after=10 "$TIMEOUT" "$bench_bin" --url "ws://$echo_addr" --pid "$echo_pid" \
+    --duration "$DURATION" --warmup "$WARMUP" echo --external "${load[@]}" >"$out" 2>&1; then
+    grep '^{' "$out" >>"$jsonl"
+    grep '^{' "$out" | sed 's/^/   /' >&2
+  else
+    record_failure "echo (separate process)" echo "happn-bench echo --external failed: $(clean "$out") $(clean "$out.addr")"
+  fi
+  kill "$echo_pid" 2>/dev/null || true
+  wait "$echo_pid" 2>/dev/null || true
+  { echo "### echo (separate process)"; cat "$out"; } >>"$log"
+  rm -f "$out" "$out.addr"
 fi
 
 # ── 5. summary ──────────────────────────────────────────────────────────────────────────────────

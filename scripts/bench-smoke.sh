@@ -24,6 +24,13 @@ run conns --count 100
 run login --clients 2
 run login-isolation --clients 2 --logins 10
 run echo --clients 2 --inflight 8
+# The echo server as a process of its own (`echo --external`), as bench/compare.sh runs it too.
+"$bench" echo-server --listen 127.0.0.1:0 >"$out.echo" &
+echo_pid=$!
+trap 'kill $pid $echo_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$out.echo" && break; sleep 0.05; done
+echo_addr=$(sed -n 's/^echo server listening on //p' "$out.echo")
+"$bench" --url "ws://$echo_addr" --pid "$echo_pid" --duration 1 --warmup 0.2 echo --external --clients 2 --inflight 8 | tee -a "$out" | tail -1
 # Every JSON line must report zero errors and some work done.
 node -e '
 const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(l => l.startsWith("{")).map(JSON.parse);
@@ -33,7 +40,7 @@ for (const r of lines) {
   const work = Object.entries(r).filter(([k, v]) => (k.endsWith("ops") || k === "connections" || k === "deliveries") && v > 0);
   if (errs.length || !work.length) { console.error("bench smoke: bad result", JSON.stringify(r)); bad++; }
 }
-if (lines.length < 9) { console.error("bench smoke: expected 9 result lines, got " + lines.length); bad++; }
+if (lines.length < 10) { console.error("bench smoke: expected 10 result lines, got " + lines.length); bad++; }
 console.log("bench smoke: " + lines.length + " results checked" + (bad ? ", " + bad + " bad" : ", all fine"));
 process.exit(bad ? 1 : 0);
 ' "$out"

@@ -121,7 +121,21 @@ enum Scenario {
     },
     /// request/response against a raw websocket echo server inside this tool: the transport
     /// ceiling of this machine for the same load shape
-    Echo(Load),
+    Echo {
+        #[command(flatten)]
+        load: Load,
+        /// Drive the echo server at --url (one started with `echo-server`, in its own process)
+        /// instead of one inside this process: the ceiling for a server that, like a real one,
+        /// is another process, with the kernel's cross-process wake-ups and scheduling
+        #[arg(long)]
+        external: bool,
+    },
+    /// Run the websocket echo server alone (for `echo --external`) until killed; prints the
+    /// address it listens on
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
 }
 
 fn main() {
@@ -145,7 +159,8 @@ fn main() {
             Scenario::Conns { count } => scenarios::conns(&cli.common, count).await,
             Scenario::Login { clients } => scenarios::login(&cli.common, clients).await,
             Scenario::LoginIsolation { clients, logins } => scenarios::login_isolation(&cli.common, clients, logins).await,
-            Scenario::Echo(load) => scenarios::echo(&cli.common, &load).await,
+            Scenario::Echo { load, external } => scenarios::echo(&cli.common, &load, external).await,
+            Scenario::EchoServer { listen } => scenarios::echo_serve(&listen).await,
         }
     });
     if let Err(e) = result {

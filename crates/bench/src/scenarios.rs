@@ -441,9 +441,9 @@ pub async fn login_isolation(common: &Common, clients: usize, logins: usize) -> 
     Ok(())
 }
 
-/// A websocket echo server on loopback: every text frame is sent straight back.
-async fn echo_server() -> Result<std::net::SocketAddr, BoxError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// A websocket echo server on `listen`: every text frame is sent straight back.
+async fn echo_server(listen: &str) -> Result<std::net::SocketAddr, BoxError> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -473,9 +473,20 @@ async fn echo_server() -> Result<std::net::SocketAddr, BoxError> {
     Ok(addr)
 }
 
-pub async fn echo(common: &Common, l: &Load) -> Result<(), BoxError> {
-    let addr = echo_server().await?;
-    let url = format!("ws://{addr}");
+/// `echo-server`: the echo server in a process of its own, until killed.
+pub async fn echo_serve(listen: &str) -> Result<(), BoxError> {
+    let addr = echo_server(listen).await?;
+    println!("echo server listening on {addr}");
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+pub async fn echo(common: &Common, l: &Load, external: bool) -> Result<(), BoxError> {
+    let url = if external {
+        common.url.clone()
+    } else {
+        format!("ws://{}", echo_server("127.0.0.1:0").await?)
+    };
     let frame = set_frame(l.keys, l.payload, "/bench/echo/", &common.protocol);
     let mut conns = Vec::new();
     for _ in 0..l.clients {
@@ -487,12 +498,17 @@ pub async fn echo(common: &Common, l: &Load) -> Result<(), BoxError> {
         .into_iter()
         .map(|ws| tokio::spawn(request_loop(ws, "echo".into(), l.inflight, window, frame.clone())))
         .collect();
+    // The echo server's CPU, when it is a process of its own and --pid names it.
+    sleep_until(window.start.into()).await;
+    let cpu = CpuMeter::start(if external { common.pid } else { None });
+    sleep_until(window.end.into()).await;
+    let cpu_s = cpu.seconds();
     let mut total = Tally::new();
     for t in tasks {
         total.merge(&t.await??);
     }
-    let mut r = Report::new("echo", "echo (in-process)");
+    let mut r = Report::new("echo", if external { "echo (separate process)" } else { "echo (in-process)" });
     load_fields(&mut r, l);
-    r.tally("", &total, common.duration().as_secs_f64(), None).print();
+    r.tally("", &total, common.duration().as_secs_f64(), cpu_s).print();
     Ok(())
 }

@@ -35,6 +35,11 @@ impl Pattern {
     }
 
     pub fn matches(&self, path: &str) -> bool {
+        // `*` alone (the _ADMIN group's grant, `on('*')`) matches everything: checked on every
+        // request, so it skips the prefix and suffix comparisons.
+        if self.text == "*" {
+            return true;
+        }
         let (first, rest) = self.pieces.split_first().expect("split yields at least one piece");
         let Some(last) = rest.last() else {
             return path == first;
