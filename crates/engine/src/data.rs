@@ -310,22 +310,26 @@ pub fn format_set_data(data: Option<Value>) -> Result<Map<String, Value>, DataEr
 /// else takes the parsed path, so every error and rewrite is exactly the one it makes.
 pub fn body_from_json(raw: &RawValue) -> Result<Body, DataError> {
     let json = raw.get();
-    if json.starts_with('{') && plain_keys(json) && body::nesting_depth(json) <= body::MAX_DEPTH {
+    if json.starts_with('{') && plain_keys(json).is_some_and(|depth| depth <= body::MAX_DEPTH) {
         return Ok(Body::from_checked_json(json));
     }
     let value: Value = serde_json::from_str(json).map_err(|e| DataError::BadRequest(format!("data is not valid JSON: {e}")))?;
     Ok(Body::new(format_set_data(Some(value))?))
 }
 
-/// True when every key in the (valid) JSON text is one `check_field_names` accepts as written,
-/// without escapes, and the top-level object has no `_meta`.
-fn plain_keys(json: &str) -> bool {
+/// When every key in the (valid) JSON text is one `check_field_names` accepts as written,
+/// without escapes, and the top-level object has no `_meta`: the deepest nesting in it (one scan
+/// for both, since this runs on every set).
+fn plain_keys(json: &str) -> Option<usize> {
     let bytes = json.as_bytes();
-    let mut depth = 0usize;
+    let (mut depth, mut deepest) = (0usize, 0usize);
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
             b'}' | b']' => depth = depth.saturating_sub(1),
             b'"' => {
                 let start = i + 1;
@@ -339,7 +343,7 @@ fn plain_keys(json: &str) -> bool {
                     // An escaped key could hide a `$` or `.`: rare, so the parsed path decides.
                     let key = &json[start..end];
                     if escaped || key.starts_with('$') || key.contains('.') || (depth == 1 && key == "_meta") {
-                        return false;
+                        return None;
                     }
                 }
             }
@@ -347,7 +351,7 @@ fn plain_keys(json: &str) -> bool {
         }
         i += 1;
     }
-    true
+    Some(deepest)
 }
 
 /// The index of the quote closing the string whose text starts at `start`, and whether the
@@ -498,6 +502,18 @@ mod tests {
                 (a, b) => panic!("{text}: {a:?} vs {b:?}"),
             }
         }
+    }
+
+    #[test]
+    fn key_scan_counts_nesting_outside_strings() {
+        assert_eq!(plain_keys(r#"{"a":"[[[{{","b":[{}]}"#), Some(3));
+        assert_eq!(plain_keys(r#"{"a":{"$b":1}}"#), None);
+        let deep = |n: usize| format!(r#"{{"a":{}1{}}}"#, "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(body_from_json(&raw(&deep(body::MAX_DEPTH))).is_ok());
+        assert!(matches!(
+            body_from_json(&raw(&deep(body::MAX_DEPTH + 1))),
+            Err(DataError::BadRequest(_))
+        ));
     }
 
     #[test]

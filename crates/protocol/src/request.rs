@@ -268,17 +268,11 @@ pub(crate) fn parse_request_str(text: &str) -> Result<Result<Request, RequestErr
 /// decode, this answers false for any `\u` escape, exponent or very long number (all rare in
 /// data), and the caller parses those the `Value` way.
 fn parses_like_a_value(json: &str, max_depth: usize) -> bool {
-    let (mut depth, mut in_string, mut number_len) = (0usize, false, 0usize);
-    let mut bytes = json.bytes();
-    while let Some(b) = bytes.next() {
-        if in_string {
-            match b {
-                b'"' => in_string = false,
-                b'\\' if bytes.next() == Some(b'u') => return false,
-                _ => {}
-            }
-            continue;
-        }
+    let bytes = json.as_bytes();
+    let (mut depth, mut number_len, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
         match b {
             b'0'..=b'9' | b'-' | b'+' | b'.' => {
                 number_len += 1;
@@ -289,7 +283,20 @@ fn parses_like_a_value(json: &str, max_depth: usize) -> bool {
                 continue;
             }
             b'e' | b'E' if number_len > 0 => return false,
-            b'"' => in_string = true,
+            b'"' => {
+                // To the closing quote; only a `\u` escape needs a look.
+                loop {
+                    match memchr::memchr2(b'"', b'\\', bytes.get(i..).unwrap_or_default()) {
+                        Some(n) if bytes[i + n] == b'"' => {
+                            i += n + 1;
+                            break;
+                        }
+                        Some(n) if bytes.get(i + n + 1) == Some(&b'u') => return false,
+                        Some(n) => i += n + 2,
+                        None => return true,
+                    }
+                }
+            }
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max_depth {
