@@ -30,7 +30,8 @@ CONNS=${CONNS:-1000}                 # idle logged-in connections for the conns 
 LOGIN_CLIENTS=${LOGIN_CLIENTS:-8}
 SERVERS=${SERVERS:-happn-rs happn-3 happn-2.21}
 SCENARIOS=${SCENARIOS:-set get fanout subs-scale conns login}
-ECHO=${ECHO:-1}                      # run the in-process websocket echo ceiling once (0: skip)
+ECHO=${ECHO:-1}                      # run the websocket echo ceilings (0: skip)
+REPEAT=${REPEAT:-3}                  # runs of set, get and each echo; the summary takes the median
 H3_PROTOCOL=${H3_PROTOCOL:-happn_4}  # happn-3's own client protocol (1.1.0: its happn_1 compat layer)
 PORT_BASE=${PORT_BASE:-}             # each server start takes the next port from here (default:
                                      # just below the ephemeral range, where no client socket sits)
@@ -103,8 +104,8 @@ v_h3=$(version_of happn-3)
 v_h2=$(version_of happn)
 commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')
 dirty=$(cd "$root" && git status --porcelain -- crates 2>/dev/null | head -1)
-node -e 'const [,...a]=process.argv; const o={meta:true,started:a[0],happn_rs:a[1],git:a[2]+(a[3]?"+dirty":""),happn_3:a[4],happn_2_21:a[5],h3_protocol:a[6],node:process.version,cores:require("os").cpus().length,duration_s:+a[7],warmup_s:+a[8],clients:+a[9],inflight:+a[10],conns:+a[11],nofile:a[12],happn_rs_args:a[13]}; console.log(JSON.stringify(o));' \
-  "$stamp" "$v_rs" "$commit" "$dirty" "$v_h3" "$v_h2" "$H3_PROTOCOL" "$DURATION" "$WARMUP" "$CLIENTS" "$INFLIGHT" "$CONNS" "$(ulimit -n)" "${rs_args[*]}" >>"$jsonl"
+node -e 'const [,...a]=process.argv; const o={meta:true,started:a[0],happn_rs:a[1],git:a[2]+(a[3]?"+dirty":""),happn_3:a[4],happn_2_21:a[5],h3_protocol:a[6],node:process.version,cores:require("os").cpus().length,duration_s:+a[7],warmup_s:+a[8],clients:+a[9],inflight:+a[10],conns:+a[11],nofile:a[12],happn_rs_args:a[13],repeat:+a[14]}; console.log(JSON.stringify(o));' \
+  "$stamp" "$v_rs" "$commit" "$dirty" "$v_h3" "$v_h2" "$H3_PROTOCOL" "$DURATION" "$WARMUP" "$CLIENTS" "$INFLIGHT" "$CONNS" "$(ulimit -n)" "${rs_args[*]}" "$REPEAT" >>"$jsonl"
 
 # A failure as a JSON line of its own, so the summary shows it next to the numbers.
 record_failure() { # server scenario reason
@@ -225,8 +226,9 @@ load=(--clients "$CLIENTS" --inflight "$INFLIGHT" --keys "$KEYS" --payload "$PAY
 for scenario in $SCENARIOS; do
   for name in $SERVERS; do
     case "$scenario" in
-      set) run "$name" set "$TIMEOUT" set "${load[@]}" ;;
-      get) run "$name" get "$TIMEOUT" get "${load[@]}" ;;
+      # This machine's run-to-run noise is large: set and get run $REPEAT times (median shown).
+      set) for _ in $(seq "$REPEAT"); do run "$name" set "$TIMEOUT" set "${load[@]}"; done ;;
+      get) for _ in $(seq "$REPEAT"); do run "$name" get "$TIMEOUT" get "${load[@]}"; done ;;
       fanout) run "$name" fanout "$TIMEOUT" fanout --publishers "$FANOUT_PUBS" --subscribers "$FANOUT_SUBS" --inflight "$FANOUT_INFLIGHT" --payload "$PAYLOAD" ;;
       subs-scale)
         subs=$SUBS_NODE
@@ -240,8 +242,10 @@ for scenario in $SCENARIOS; do
   done
 done
 
-if [ "$ECHO" = 1 ]; then
+# The echo ceilings, in turn, $REPEAT times each (the summary takes the medians).
+echo_in_process() {
   say "-- echo (in-process websocket echo: the transport ceiling for the set load shape)"
+  local out
   out=$(mktemp)
   if timeout --kill-after=10 "$TIMEOUT" "$bench_bin" --duration "$DURATION" --warmup "$WARMUP" echo "${load[@]}" >"$out" 2>&1; then
     grep '^{' "$out" >>"$jsonl"
@@ -250,7 +254,12 @@ if [ "$ECHO" = 1 ]; then
     record_failure "echo (in-process)" echo "happn-bench echo failed: $(clean "$out")"
   fi
   { echo "### echo"; cat "$out"; } >>"$log"
+  rm -f "$out"
+}
+echo_separate_process() {
   say "-- echo (the same echo server as a process of its own, as a real server is)"
+  local out echo_pid echo_addr
+  out=$(mktemp)
   "$bench_bin" echo-server --listen 127.0.0.1:0 >"$out.addr" 2>&1 &
   echo_pid=$!
   for _ in $(seq 50); do grep -q listening "$out.addr" && break; sleep 0.1; done
@@ -266,6 +275,12 @@ if [ "$ECHO" = 1 ]; then
   wait "$echo_pid" 2>/dev/null || true
   { echo "### echo (separate process)"; cat "$out"; } >>"$log"
   rm -f "$out" "$out.addr"
+}
+if [ "$ECHO" = 1 ]; then
+  for _ in $(seq "$REPEAT"); do
+    echo_in_process
+    echo_separate_process
+  done
 fi
 
 # ── 5. summary ──────────────────────────────────────────────────────────────────────────────────

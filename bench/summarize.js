@@ -33,7 +33,14 @@ const meta = lines.find((l) => l.meta) || {};
 const results = lines.filter((l) => !l.meta && !l.failed);
 const failures = lines.filter((l) => l.failed);
 
-const find = (server, scenario, pred = () => true) => results.find((r) => r.server === server && r.scenario === scenario && pred(r));
+// A figure run several times (compare.sh REPEAT) is the run with the median ops/s.
+function median(runs) {
+  if (runs.length < 2) return runs[0];
+  const sorted = [...runs].sort((a, b) => (a.ops_per_s || 0) - (b.ops_per_s || 0));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+const find = (server, scenario, pred = () => true) =>
+  median(results.filter((r) => r.server === server && r.scenario === scenario && pred(r)));
 const failedRun = (server, scenario) => failures.filter((f) => f.server === server && f.scenario === scenario);
 
 function fmt(x) {
@@ -124,8 +131,8 @@ for (const rw of rows) {
 // The transport ceiling: the same load shape against a raw websocket echo inside happn-bench
 // (the target's reference), and against the same echo server run as a process of its own, which
 // pays the cross-process wake-ups any real server pays.
-const echo = results.find((r) => r.scenario === 'echo' && r.server === 'echo (in-process)');
-const echoApart = results.find((r) => r.scenario === 'echo' && r.server === 'echo (separate process)');
+const echo = find('echo (in-process)', 'echo');
+const echoApart = find('echo (separate process)', 'echo');
 const rsSet = find('happn-rs', 'set');
 const extra = [];
 for (const [e, what] of [
@@ -146,7 +153,8 @@ const out = [];
 out.push(
   `happn-rs ${meta.happn_rs || '?'} (git ${meta.git || '?'}; ${meta.happn_rs_args || ''}) vs happn-3 ${meta.happn_3 || '?'} (protocol ${meta.h3_protocol || '?'}) ` +
     `vs happn ${meta.happn_2_21 || '?'} — node ${meta.node || '?'}, ${meta.cores || '?'} cores, ` +
-    `${meta.duration_s}s measured + ${meta.warmup_s}s warm-up per run, ${meta.clients}×${meta.inflight} load, ${meta.conns} conns`
+    `${meta.duration_s}s measured + ${meta.warmup_s}s warm-up per run, ${meta.clients}×${meta.inflight} load, ${meta.conns} conns` +
+    (meta.repeat > 1 ? `; set, get and echo: median of ${meta.repeat} runs` : '')
 );
 out.push('');
 out.push(line(header));
