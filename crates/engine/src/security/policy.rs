@@ -94,6 +94,14 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether [`Policy::check`] reads the clock: a policy without a time to live or an
+    /// inactivity limit does not, and then neither does a request (the clock is a measurable
+    /// share of a request's cost).
+    pub fn needs_time(&self) -> bool {
+        self.ttl_ms.is_some() || self.inactivity_ms.is_some()
+    }
+
+    /// Count a use; `now_ms` is only read back by an inactivity limit (see [`Policy::needs_time`]).
     pub fn record_use(activity: &mut Activity, now_ms: i64) {
         activity.last_ms = now_ms;
         activity.uses += 1;
