@@ -91,6 +91,15 @@ pub enum Found {
     Count(usize),
 }
 
+/// A stripe's guard. Almost always free: taking it without building a waiting future first
+/// saves a visible share of a plain set's CPU.
+async fn lock(stripe: &Mutex<()>) -> tokio::sync::MutexGuard<'_, ()> {
+    match stripe.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => stripe.lock().await,
+    }
+}
+
 /// Lock stripes for read-modify-write (merge, tag, created-preserving set) on the same path.
 /// A stripe is held until the store has the write (with a durable store: until its fsync), so
 /// there are many of them: writes to different paths rarely wait for each other's commit.
@@ -142,7 +151,7 @@ impl DataService {
             return Ok(written);
         }
         // The path's lock: a merge reads then writes, and nothing may land in between.
-        let _guard = self.stripe(path).lock().await;
+        let _guard = lock(self.stripe(path)).await;
         if !opts.merge {
             // A plain set replaces the body: only the old `created` survives, which the store
             // carries over itself.
@@ -170,7 +179,7 @@ impl DataService {
     /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
     /// creating an empty source record if there is none), as the original does.
     async fn tag(&self, path: &str, tag: &str) -> Result<Written, DataError> {
-        let _guard = self.stripe(path).lock().await;
+        let _guard = lock(self.stripe(path)).await;
         let now = now_millis();
         let existing = self.store.get(path).await?;
         let mut snapshot = Map::new();

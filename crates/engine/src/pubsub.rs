@@ -293,6 +293,13 @@ impl Subscriptions {
 
     /// Everyone who gets an event for `kind` (Set or Remove) on request path `path`, one entry
     /// per matching channel, in the original's order.
+    /// Whether anyone subscribes to anything. A publisher checks this first: with nobody
+    /// listening, even sharing the empty delivery list (an atomic count on a cache line every
+    /// core writes) is a visible cost per set.
+    pub fn has_any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
     pub fn deliveries(&self, kind: EventKind, path: &str) -> Arc<[Delivery]> {
         if !self.any.load(Ordering::Acquire) {
             return self.none.clone();

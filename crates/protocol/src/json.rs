@@ -164,15 +164,44 @@ static ESCAPE: [u8; 256] = {
     table
 };
 
+/// The length of the longest prefix of `bytes` that a JSON string holds as it is: no `"`, no
+/// `\\` and no control character. Eight bytes at a time, since paths, ids and keys are almost
+/// always plain all the way.
+pub fn plain_prefix_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set where it is zero (for the XORs: where it matched) or below
+        // 0x20. Borrows can only flag bytes above a real match, so the lowest flag is exact.
+        let hits = (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash) | (w.wrapping_sub(ONES * 0x20) & !w);
+        let hits = hits & HIGHS;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + bytes[i..].iter().position(|&b| ESCAPE[b as usize] != 0).unwrap_or(bytes.len() - i)
+}
+
 /// Append `s` as a JSON string, escaped exactly as serde_json escapes it.
 pub fn write_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
-    // Copy unescaped runs in one go; in the usual case (paths, ids, actions) that is the whole
-    // string. Every escaped byte is ASCII, so `start` and `i` always sit on char boundaries.
+    let plain = plain_prefix_len(bytes);
+    if plain == bytes.len() {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    // Copy unescaped runs in one go. Every escaped byte is ASCII, so `start` and `i` always sit
+    // on char boundaries.
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(plain) {
         let escape = ESCAPE[b as usize];
         if escape == 0 {
             continue;
@@ -197,6 +226,26 @@ pub fn write_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn plain_prefixes() {
+        // Every position of each kind of stop, in and past the eight-byte chunks, against the
+        // escape table byte by byte.
+        for stop in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+            for len in 0..20 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice("é€".as_bytes());
+                    if at < len {
+                        bytes[at] = stop;
+                    }
+                    let expected = bytes.iter().position(|&b| ESCAPE[b as usize] != 0).unwrap_or(bytes.len());
+                    assert_eq!(plain_prefix_len(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(plain_prefix_len(b" !#[]~\x7f\x80"), 8);
+    }
 
     #[test]
     fn writes_in_order() {

@@ -6,6 +6,7 @@ pub mod frame;
 pub mod json;
 pub mod request;
 pub mod response;
+mod scan;
 
 pub use error::WireError;
 pub use frame::{decode_frame, decode_request, encode_control, escape_line_separators, Control, Decoded, Frame};

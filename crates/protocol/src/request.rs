@@ -133,7 +133,11 @@ pub enum RequestError {
 }
 
 impl Request {
-    pub fn parse(frame: Value) -> Result<Request, RequestError> {
+    /// Boxed from the start: a request is a few hundred bytes and travels through several
+    /// calls and a task before it is answered. (The error stays unboxed: it is rare, and is
+    /// answered at once.)
+    #[allow(clippy::result_large_err)]
+    pub fn parse(frame: Value) -> Result<Box<Request>, RequestError> {
         let Value::Object(mut obj) = frame else {
             return Err(RequestError::NotAnObject);
         };
@@ -170,19 +174,31 @@ impl Request {
 /// The fields of a request object, however it was read. Both the `Value` path ([`Request::parse`])
 /// and the streaming one ([`parse_request_str`]) end here, so they cannot disagree on what is an
 /// error.
-struct Envelope {
+pub(crate) struct Envelope {
     /// The known action, or what `action` held instead (`Null` when absent) for the error reply.
-    action: Result<Action, Value>,
-    event_id: Option<Value>,
-    session_id: Option<Value>,
-    path: Option<Value>,
-    data: Option<Data>,
-    options: Option<Value>,
+    pub(crate) action: Result<Action, Value>,
+    pub(crate) event_id: Option<Value>,
+    pub(crate) session_id: Option<Value>,
+    pub(crate) path: Option<Value>,
+    pub(crate) data: Option<Data>,
+    pub(crate) options: Option<Value>,
 }
 
 impl Envelope {
+    /// An object with none of the request's keys.
+    pub(crate) fn empty() -> Envelope {
+        Envelope {
+            action: Err(Value::Null),
+            event_id: None,
+            session_id: None,
+            path: None,
+            data: None,
+            options: None,
+        }
+    }
+
     #[allow(clippy::result_large_err)] // as Request::parse, whose result this is
-    fn into_request(self) -> Result<Request, RequestError> {
+    fn into_request(self) -> Result<Box<Request>, RequestError> {
         let Envelope {
             action,
             event_id,
@@ -217,14 +233,14 @@ impl Envelope {
                 })
             }
         };
-        Ok(Request {
+        Ok(Box::new(Request {
             action,
             event_id,
             session_id,
             path,
             data,
             options,
-        })
+        }))
     }
 }
 
@@ -242,14 +258,19 @@ impl Envelope {
 /// checks the grammar but not what a `Value` parse also refuses. Text that could hit one of those
 /// refusals, and any frame that fails, is parsed again the `Value` way, so the answer (and error
 /// text) is always that path's.
-pub(crate) fn parse_request_str(text: &str) -> Result<Result<Request, RequestError>, serde_json::Error> {
+pub(crate) fn parse_request_str(text: &str) -> Result<Result<Box<Request>, RequestError>, serde_json::Error> {
     let value_path = || serde_json::from_str::<Value>(text).map(Request::parse);
-    let Ok(Incoming(envelope)) = serde_json::from_str::<Incoming>(text) else {
-        return value_path();
-    };
-    let Some(mut env) = envelope else {
-        return Ok(Err(RequestError::NotAnObject));
-    };
+    // The envelopes clients send are read by hand; any other shape by serde_json.
+    let mut env = Envelope::empty();
+    if !crate::scan::read_simple_envelope(text, &mut env) {
+        let Ok(Incoming(envelope)) = serde_json::from_str::<Incoming>(text) else {
+            return value_path();
+        };
+        let Some(read) = envelope else {
+            return Ok(Err(RequestError::NotAnObject));
+        };
+        env = read;
+    }
     if let Some(Data::Json(raw)) = &env.data {
         // The envelope is one level of serde_json's 128.
         if !parses_like_a_value(raw.get(), 126) {
@@ -332,14 +353,7 @@ impl<'de> Visitor<'de> for IncomingVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Incoming, A::Error> {
-        let mut env = Envelope {
-            action: Err(Value::Null),
-            event_id: None,
-            session_id: None,
-            path: None,
-            data: None,
-            options: None,
-        };
+        let mut env = Envelope::empty();
         // Assignments overwrite, so a repeated key keeps its last value, as a map insert does.
         while let Some(key) = map.next_key::<Key>()? {
             match key {

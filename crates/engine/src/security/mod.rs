@@ -272,7 +272,10 @@ impl Security {
 
     /// The user's permissions as of now: the cached copy while the directory is unchanged,
     /// reloaded after any change, so grants and revocations reach live sessions at once.
-    pub async fn current_permissions(&self, username: &str, cached: &mut CachedPermissions) -> Result<Arc<Permissions>, DataError> {
+    /// Borrowed from the connection's cache: the shared `Arc` is the same for every connection
+    /// of a user, and counting a reference to it on each request would bounce its cache line
+    /// between cores.
+    pub async fn current_permissions<'c>(&self, username: &str, cached: &'c mut CachedPermissions) -> Result<&'c Permissions, DataError> {
         let generation = self.generation();
         if cached.generation != generation {
             *cached = CachedPermissions {
@@ -280,7 +283,7 @@ impl Security {
                 permissions: self.user_permissions(username, generation).await?,
             };
         }
-        Ok(cached.permissions.clone())
+        Ok(&cached.permissions)
     }
 
     /// The user's permissions at directory `generation`, loaded once and shared.

@@ -76,7 +76,10 @@ impl Store for MemoryStore {
             record.created = old.created;
             record.modified = record.modified.max(old.created);
             let stamps = (record.created, record.modified);
-            *old = record;
+            let previous = std::mem::replace(old, record);
+            // The old record is freed after the lock is released: other writers need not wait.
+            drop(map);
+            drop(previous);
             return Ok(stamps);
         }
         let stamps = (record.created, record.modified);
