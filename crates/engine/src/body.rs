@@ -41,8 +41,13 @@ impl Body {
     /// A body from text the caller has already checked is one JSON object which `serde_json`
     /// parses (e.g. with [`Body::from_json`], or a client body checked by the set path).
     pub(crate) fn from_checked_json(json: &str) -> Body {
+        Body::from_checked_text(json.into())
+    }
+
+    /// [`Body::from_checked_json`], keeping the caller's allocation.
+    pub(crate) fn from_checked_text(json: Arc<str>) -> Body {
         Body {
-            json: json.into(),
+            json,
             map: OnceLock::new(),
         }
     }

@@ -8,10 +8,9 @@ use crate::path::Pattern;
 use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
 use crate::storage::{Store, WriteBatch};
-use serde_json::value::RawValue;
+use futures_util::lock::{Mutex, MutexGuard};
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// Where tag snapshots live: `/_TAGS` + path + `/` + 32 hex chars (plain concatenation, many
 /// `tag/x` gives `/_TAGStag/x/…`, as the original does).
@@ -30,7 +29,8 @@ pub struct SetOptions {
 #[derive(Debug)]
 pub enum SetData {
     Value(Value),
-    Json(Box<RawValue>),
+    /// Text the request parser checked parses as a `Value`.
+    Json(Arc<str>),
 }
 
 impl From<Value> for SetData {
@@ -43,7 +43,7 @@ impl SetData {
     fn is_null(&self) -> bool {
         match self {
             SetData::Value(v) => v.is_null(),
-            SetData::Json(raw) => raw.get() == "null",
+            SetData::Json(json) => &**json == "null",
         }
     }
 }
@@ -52,8 +52,10 @@ impl SetData {
 /// the reply and every event.
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// Where the record went (for a tag: the snapshot under `/_TAGS`; for a sibling: the new path).
-    pub path: String,
+    /// Where the record went when that is not the path the set named (a tag: the snapshot
+    /// under `/_TAGS`; a sibling: the new path). `None` for the named path, which the caller
+    /// has: a plain set copies no path for its reply. See [`Written::path`].
+    pub moved_to: Option<String>,
     pub created: Millis,
     pub modified: Millis,
     pub tag: Option<String>,
@@ -64,15 +66,42 @@ pub struct Written {
 }
 
 impl Written {
-    fn of(record: &Record, stored: bool) -> Written {
+    /// What was written to the path the set named.
+    fn at_named_path(record: &Record, stored: bool) -> Written {
         Written {
-            path: record.path.clone(),
+            moved_to: None,
+            ..Written::moved(record, stored)
+        }
+    }
+
+    /// A plain set's `body`, stored at the named path with the `(created, modified)` the store
+    /// kept.
+    fn replaced(body: Body, (created, modified): (Millis, Millis)) -> Written {
+        Written {
+            moved_to: None,
+            created,
+            modified,
+            tag: None,
+            body,
+            stored: true,
+        }
+    }
+
+    /// What was written to a path of its own (`record.path`).
+    fn moved(record: &Record, stored: bool) -> Written {
+        Written {
+            moved_to: Some(record.path.clone()),
             created: record.created,
             modified: record.modified,
             tag: record.tag.clone(),
             body: record.data.clone(),
             stored,
         }
+    }
+
+    /// Where the record went, given the path the set named.
+    pub fn path<'a>(&'a self, named: &'a str) -> &'a str {
+        self.moved_to.as_deref().unwrap_or(named)
     }
 
     /// The stored body as JSON text.
@@ -93,10 +122,10 @@ pub enum Found {
 
 /// A stripe's guard. Almost always free: taking it without building a waiting future first
 /// saves a visible share of a plain set's CPU.
-async fn lock(stripe: &Mutex<()>) -> tokio::sync::MutexGuard<'_, ()> {
+async fn lock(stripe: &Mutex<()>) -> MutexGuard<'_, ()> {
     match stripe.try_lock() {
-        Ok(guard) => guard,
-        Err(_) => stripe.lock().await,
+        Some(guard) => guard,
+        None => stripe.lock().await,
     }
 }
 
@@ -136,42 +165,46 @@ impl DataService {
             return self.tag(path, tag).await;
         }
         let body = match data {
-            Some(SetData::Json(raw)) => body_from_json(&raw)?,
+            Some(SetData::Json(json)) => body_from_json(json)?,
             Some(SetData::Value(v)) => Body::new(format_set_data(Some(v))?),
             None => Body::empty(),
         };
         if opts.no_store {
-            return Ok(Written::of(&Record::new(path, body, 0), false));
+            return Ok(Written::at_named_path(&Record::new(path, body, 0), false));
         }
         if opts.sibling {
             let sibling = format!("{}{}{}", path, if path.ends_with('/') { "" } else { "/" }, unique_id());
             let record = Record::new(sibling, body, now_millis());
-            let written = Written::of(&record, true);
+            let written = Written::moved(&record, true);
             self.store.write(WriteBatch::put(record)).await?;
             return Ok(written);
+        }
+        if let Some(memory) = self.store.in_memory() {
+            // Every write below is one step under the memory store's own lock, so no stripe
+            // is needed (and no boxed store future is made).
+            if !opts.merge {
+                let stamps = memory.replace_now(path, body.clone(), now_millis());
+                return Ok(Written::replaced(body, stamps));
+            }
+            let now = now_millis();
+            return Ok(memory.update_now(path, |old| {
+                let record = merged(path, body, old, now);
+                let written = Written::at_named_path(&record, true);
+                (vec![record], written)
+            }));
         }
         // The path's lock: a merge reads then writes, and nothing may land in between.
         let _guard = lock(self.stripe(path)).await;
         if !opts.merge {
             // A plain set replaces the body: only the old `created` survives, which the store
             // carries over itself.
-            let record = Record::new(path, body, now_millis());
-            let mut written = Written::of(&record, true);
-            (written.created, written.modified) = self.store.replace(record).await?;
-            return Ok(written);
+            let stamps = self.store.replace(path, body.clone(), now_millis()).await?;
+            return Ok(Written::replaced(body, stamps));
         }
         let now = now_millis();
-        let record = match self.store.get(path).await? {
-            None => Record::new(path, body, now),
-            Some(old) => Record {
-                path: path.to_string(),
-                data: merge(body.into_map(), old.data.into_map()).into(),
-                created: old.created,
-                modified: now.max(old.created),
-                tag: None,
-            },
-        };
-        let written = Written::of(&record, true);
+        let old = self.store.get(path).await?;
+        let record = merged(path, body, old.as_ref(), now);
+        let written = Written::at_named_path(&record, true);
         self.store.write(WriteBatch::put(record)).await?;
         Ok(written)
     }
@@ -179,38 +212,22 @@ impl DataService {
     /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
     /// creating an empty source record if there is none), as the original does.
     async fn tag(&self, path: &str, tag: &str) -> Result<Written, DataError> {
+        if let Some(memory) = self.store.in_memory() {
+            let now = now_millis();
+            return Ok(memory.update_now(path, |old| {
+                let (source, snapshot) = tagged(path, tag, old, now);
+                let written = Written::moved(&snapshot, true);
+                (vec![source, snapshot], written)
+            }));
+        }
         let _guard = lock(self.stripe(path)).await;
         let now = now_millis();
         let existing = self.store.get(path).await?;
-        let mut snapshot = Map::new();
-        let source = match existing {
-            Some(old) => {
-                let source = Record { modified: now, ..old };
-                snapshot.insert("data".into(), Value::Object(source.data.map().clone()));
-                snapshot.insert("_meta".into(), meta_path(path));
-                snapshot.insert("created".into(), source.created.into());
-                snapshot.insert("modified".into(), source.modified.into());
-                snapshot.insert("_id".into(), Value::String(path.to_string()));
-                source
-            }
-            None => {
-                snapshot.insert("data".into(), Value::Object(Map::new()));
-                snapshot.insert("_meta".into(), meta_path(path));
-                Record::new(path, Map::new(), now)
-            }
-        };
-        let tag_path = format!("{TAGS_PREFIX}{path}/{}", unique_id());
-        let tag_record = Record {
-            path: tag_path,
-            data: snapshot.into(),
-            created: now,
-            modified: now,
-            tag: Some(tag.to_string()),
-        };
-        let written = Written::of(&tag_record, true);
+        let (source, snapshot) = tagged(path, tag, existing.as_ref(), now);
+        let written = Written::moved(&snapshot, true);
         self.store
             .write(WriteBatch {
-                puts: vec![source, tag_record],
+                puts: vec![source, snapshot],
                 removes: vec![],
             })
             .await?;
@@ -222,7 +239,10 @@ impl DataService {
     pub async fn get(&self, path: &str, query: &Query, force_many: bool) -> Result<Found, DataError> {
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() && !force_many && !query.count_only() {
-            return Ok(Found::One(self.store.get(path).await?));
+            return Ok(Found::One(match self.store.in_memory() {
+                Some(memory) => memory.get_now(path),
+                None => self.store.get(path).await?,
+            }));
         }
         let records = self.store.find(&pattern).await?;
         let mut hits: Vec<Record> = records.into_iter().filter(|r| query.matches(&DocRef::from(r))).collect();
@@ -317,12 +337,11 @@ pub fn format_set_data(data: Option<Value>) -> Result<Map<String, Value>, DataEr
 /// fine (no escapes, no `$` start, no `.`, no top-level `_meta`) is stored as the text it came
 /// in: parsing it into a map to write the same text out again is what this spares. Anything
 /// else takes the parsed path, so every error and rewrite is exactly the one it makes.
-pub fn body_from_json(raw: &RawValue) -> Result<Body, DataError> {
-    let json = raw.get();
-    if json.starts_with('{') && plain_keys(json).is_some_and(|depth| depth <= body::MAX_DEPTH) {
-        return Ok(Body::from_checked_json(json));
+pub fn body_from_json(json: Arc<str>) -> Result<Body, DataError> {
+    if json.starts_with('{') && plain_keys(&json).is_some_and(|depth| depth <= body::MAX_DEPTH) {
+        return Ok(Body::from_checked_text(json));
     }
-    let value: Value = serde_json::from_str(json).map_err(|e| DataError::BadRequest(format!("data is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(&json).map_err(|e| DataError::BadRequest(format!("data is not valid JSON: {e}")))?;
     Ok(Body::new(format_set_data(Some(value))?))
 }
 
@@ -413,6 +432,53 @@ fn check_field_names(obj: &Map<String, Value>) -> Result<(), DataError> {
 
 /// One-level merge: the new keys first, then old keys the update lacks; a `null` in the update
 /// keeps the old value.
+/// The record a merge of `body` into `old` (if any) writes at `path`.
+fn merged(path: &str, body: Body, old: Option<&Record>, now: Millis) -> Record {
+    match old {
+        None => Record::new(path, body, now),
+        Some(old) => Record {
+            path: path.to_string(),
+            data: merge(body.into_map(), old.data.map().clone()).into(),
+            created: old.created,
+            modified: now.max(old.created),
+            tag: None,
+        },
+    }
+}
+
+/// A tag of `path`: the source record with `modified` bumped (an empty one when there is none),
+/// and its snapshot under `/_TAGS…`.
+fn tagged(path: &str, tag: &str, old: Option<&Record>, now: Millis) -> (Record, Record) {
+    let mut snapshot = Map::new();
+    let source = match old {
+        Some(old) => {
+            let source = Record {
+                modified: now,
+                ..old.clone()
+            };
+            snapshot.insert("data".into(), Value::Object(source.data.map().clone()));
+            snapshot.insert("_meta".into(), meta_path(path));
+            snapshot.insert("created".into(), source.created.into());
+            snapshot.insert("modified".into(), source.modified.into());
+            snapshot.insert("_id".into(), Value::String(path.to_string()));
+            source
+        }
+        None => {
+            snapshot.insert("data".into(), Value::Object(Map::new()));
+            snapshot.insert("_meta".into(), meta_path(path));
+            Record::new(path, Map::new(), now)
+        }
+    };
+    let snapshot = Record {
+        path: format!("{TAGS_PREFIX}{path}/{}", unique_id()),
+        data: snapshot.into(),
+        created: now,
+        modified: now,
+        tag: Some(tag.to_string()),
+    };
+    (source, snapshot)
+}
+
 pub fn merge(mut update: Map<String, Value>, old: Map<String, Value>) -> Map<String, Value> {
     for (k, v) in old {
         match update.get_mut(&k) {
@@ -473,8 +539,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"b":2,"a":1,"n":{"z":1},"c":3}"#);
     }
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_string()).unwrap()
+    fn raw(text: &str) -> Arc<str> {
+        Arc::from(text)
     }
 
     /// The text path and the parsed path agree on every body: same object, same error.
@@ -499,7 +565,7 @@ mod tests {
             r#""text""#,
             "null",
         ] {
-            let by_text = body_from_json(&raw(text));
+            let by_text = body_from_json(raw(text));
             let by_value = format_set_data(Some(serde_json::from_str(text).unwrap()));
             match (by_text, by_value) {
                 (Ok(a), Ok(b)) => assert_eq!(
@@ -518,9 +584,9 @@ mod tests {
         assert_eq!(plain_keys(r#"{"a":"[[[{{","b":[{}]}"#), Some(3));
         assert_eq!(plain_keys(r#"{"a":{"$b":1}}"#), None);
         let deep = |n: usize| format!(r#"{{"a":{}1{}}}"#, "[".repeat(n - 1), "]".repeat(n - 1));
-        assert!(body_from_json(&raw(&deep(body::MAX_DEPTH))).is_ok());
+        assert!(body_from_json(raw(&deep(body::MAX_DEPTH))).is_ok());
         assert!(matches!(
-            body_from_json(&raw(&deep(body::MAX_DEPTH + 1))),
+            body_from_json(raw(&deep(body::MAX_DEPTH + 1))),
             Err(DataError::BadRequest(_))
         ));
     }
@@ -528,9 +594,9 @@ mod tests {
     #[test]
     fn plain_client_bodies_are_stored_as_sent() {
         let text = r#"{"v":"x", "n":[1,2.5e3,{"k":"a\"b"}]}"#;
-        assert_eq!(body_from_json(&raw(text)).unwrap().json(), text, "no parse, no rewrite");
-        assert_eq!(body_from_json(&raw(r#"{"_meta":1,"a":2}"#)).unwrap().json(), r#"{"a":2}"#);
-        assert_eq!(body_from_json(&raw("7")).unwrap().json(), r#"{"value":7}"#);
+        assert_eq!(body_from_json(raw(text)).unwrap().json(), text, "no parse, no rewrite");
+        assert_eq!(body_from_json(raw(r#"{"_meta":1,"a":2}"#)).unwrap().json(), r#"{"a":2}"#);
+        assert_eq!(body_from_json(raw("7")).unwrap().json(), r#"{"value":7}"#);
     }
 
     #[tokio::test]
@@ -551,6 +617,49 @@ mod tests {
         assert_eq!(Value::Object(stored.data.map().clone()), json!({"a":1,"d":3,"b":{"c":2}}));
         let q = Query::parse(Some(&json!({"b.c": 2})), None).unwrap();
         assert!(matches!(s.get("/*", &q, false).await.unwrap(), Found::Many(v) if v.len() == 1));
+    }
+
+    /// Merges into one path from many tasks at once lose no key, with the memory store (whose
+    /// writes are single steps, no stripes) and with any other store (stripes serialise them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_merges_lose_nothing() {
+        use crate::storage::RoutedStore;
+        let memory = Arc::new(svc());
+        let routed = Arc::new(DataService::new(Arc::new(RoutedStore::new(vec![], Arc::new(MemoryStore::new())))));
+        assert!(memory.store().in_memory().is_some() && routed.store().in_memory().is_none());
+        for service in [memory, routed] {
+            let tasks: Vec<_> = (0..8)
+                .map(|t| {
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let merge = SetOptions {
+                            merge: true,
+                            ..Default::default()
+                        };
+                        for i in 0..50 {
+                            let key = format!("k{t}_{i}");
+                            service.set("/m", Some(json!({ key: i }).into()), &merge).await.unwrap();
+                            if i % 10 == 0 {
+                                service
+                                    .set(&format!("/m/{t}"), Some(json!({"plain": i}).into()), &SetOptions::default())
+                                    .await
+                                    .unwrap();
+                                let tag = SetOptions {
+                                    tag: Some(format!("t{t}")),
+                                    ..Default::default()
+                                };
+                                service.set("/m", None, &tag).await.unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let record = service.get_record("/m").await.unwrap().unwrap();
+            assert_eq!(record.data.len(), 8 * 50, "every merged key survived");
+        }
     }
 
     #[tokio::test]
@@ -586,7 +695,8 @@ mod tests {
             ..Default::default()
         };
         let t = s.set("/t", None, &opts).await.unwrap();
-        assert!(t.path.starts_with("/_TAGS/t/") && t.path.len() == "/_TAGS/t/".len() + 32);
+        let tag_path = t.path("/t");
+        assert!(tag_path.starts_with("/_TAGS/t/") && tag_path.len() == "/_TAGS/t/".len() + 32);
         assert_eq!(t.tag.as_deref(), Some("T1"));
         assert_eq!(body(&t)["data"], json!({"v":1}));
         assert_eq!(body(&t)["_id"], json!("/t"));
@@ -598,7 +708,7 @@ mod tests {
         ));
         // Tagging a missing path creates an empty source record; concatenation without '/'.
         let t2 = s.set("tag/none", None, &opts).await.unwrap();
-        assert!(t2.path.starts_with("/_TAGStag/none/"));
+        assert!(t2.path("tag/none").starts_with("/_TAGStag/none/"));
         assert_eq!(t2.data_json(), r#"{"data":{},"_meta":{"path":"tag/none"}}"#);
         assert_eq!(s.get_record("tag/none").await.unwrap().unwrap().data, Body::empty());
 
@@ -613,7 +723,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(sib.path.len(), "/base/".len() + 32);
+        assert_eq!(sib.path("/base").len(), "/base/".len() + 32);
         let sib2 = s
             .set(
                 "/base/",
@@ -625,7 +735,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(!sib2.path.contains("//"));
+        assert!(!sib2.path("/base/").contains("//"));
     }
 
     #[tokio::test]

@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(r.session_id, Some(serde_json::json!("s")));
         assert_eq!(r.path_str(), Ok("/a"));
         match &r.data {
-            Some(crate::Data::Json(raw)) => assert_eq!(raw.get(), r#"{"b":1,"a":2}"#, "a set's body stays text"),
+            Some(crate::Data::Json(raw)) => assert_eq!(&**raw, r#"{"b":1,"a":2}"#, "a set's body stays text"),
             other => panic!("{other:?}"),
         }
         assert!(r.option_truthy("merge"));

@@ -28,6 +28,20 @@ impl<'a> ObjectWriter<'a> {
         ObjectWriter { out, first }
     }
 
+    /// Members written by `write` straight into the text, which answers whether it wrote any
+    /// (each after the first preceded by a comma, as usual).
+    pub(crate) fn members(&mut self, write: impl FnOnce(&mut String) -> bool) {
+        let mark = self.out.len();
+        if !self.first {
+            self.out.push(',');
+        }
+        if write(self.out) {
+            self.first = false;
+        } else {
+            self.out.truncate(mark);
+        }
+    }
+
     fn key(&mut self, key: &str) {
         if !self.first {
             self.out.push(',');

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -60,7 +61,8 @@ impl Action {
 #[derive(Clone)]
 pub enum Data {
     Value(Value),
-    Json(Box<RawValue>),
+    /// Checked JSON text, shared: the store keeps this very allocation as the body.
+    Json(Arc<str>),
 }
 
 impl Data {
@@ -80,8 +82,8 @@ impl Data {
 }
 
 /// Parse text the streaming parser checked with [`parses_like_a_value`] (or found to parse).
-fn parse_checked(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).expect("checked to parse when the request was read")
+fn parse_checked(json: &str) -> Value {
+    serde_json::from_str(json).expect("checked to parse when the request was read")
 }
 
 /// The same request whichever form its data is in.
@@ -273,7 +275,7 @@ pub(crate) fn parse_request_str(text: &str) -> Result<Result<Box<Request>, Reque
     }
     if let Some(Data::Json(raw)) = &env.data {
         // The envelope is one level of serde_json's 128.
-        if !parses_like_a_value(raw.get(), 126) {
+        if !parses_like_a_value(raw, 126) {
             return value_path();
         }
         if env.action != Ok(Action::Set) {
@@ -361,7 +363,7 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Key::EventId => env.event_id = Some(map.next_value()?),
                 Key::SessionId => env.session_id = Some(map.next_value()?),
                 Key::Path => env.path = Some(map.next_value()?),
-                Key::Data => env.data = Some(Data::Json(map.next_value()?)),
+                Key::Data => env.data = Some(Data::Json(Arc::from(map.next_value::<&RawValue>()?.get()))),
                 Key::Options => env.options = Some(map.next_value_seed(OptionsSeed)?),
                 Key::Other => {
                     map.next_value::<Skip>()?;

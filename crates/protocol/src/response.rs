@@ -3,7 +3,7 @@
 //! trace diffs against the reference do).
 
 use crate::error::WireError;
-use crate::json::{write_json, write_str, ObjectWriter};
+use crate::json::{write_i64, write_json, write_str, ObjectWriter};
 use crate::PROTOCOL_VERSION;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -31,24 +31,39 @@ impl RecordMeta<'_> {
     }
 
     fn write(&self, w: &mut ObjectWriter<'_>) {
+        w.members(|out| self.write_members(out));
+    }
+
+    /// The members as comma-separated text; whether there were any. Each key comes with its
+    /// quotes and colon in one piece: every reply and event carries these.
+    fn write_members(&self, out: &mut String) -> bool {
+        let mut sep = "";
         if let Some(t) = self.timestamp {
-            w.int("timestamp", t);
+            out.push_str("\"timestamp\":");
+            write_i64(out, t);
+            sep = ",";
         }
         if let Some(c) = self.created {
-            w.int("created", c);
+            out.push_str(sep);
+            out.push_str("\"created\":");
+            write_i64(out, c);
+            sep = ",";
         }
         if let Some(m) = self.modified {
-            w.int("modified", m);
+            out.push_str(sep);
+            out.push_str("\"modified\":");
+            write_i64(out, m);
+            sep = ",";
         }
-        if let Some(p) = self.path {
-            w.str("path", p);
+        for (key, value) in [("\"path\":", self.path), ("\"_id\":", self.id), ("\"tag\":", self.tag)] {
+            if let Some(v) = value {
+                out.push_str(sep);
+                out.push_str(key);
+                write_str(out, v);
+                sep = ",";
+            }
         }
-        if let Some(id) = self.id {
-            w.str("_id", id);
-        }
-        if let Some(t) = self.tag {
-            w.str("tag", t);
-        }
+        !sep.is_empty()
     }
 }
 
@@ -90,8 +105,41 @@ impl<'a> Reply<'a> {
     }
 
     /// `{"data":<data_json>,"_meta":{<record>,type,status,published,eventId,sessionId,action},"protocol":"1.1.0"}`
+    ///
+    /// The reply to every set and get, so written as a few constant pieces rather than member
+    /// by member (the tests compare it with the general writer's text).
     pub fn ok(&self, data_json: &str, record: &RecordMeta<'_>) -> String {
         let mut out = self.buffer(data_json.len(), record.text_len());
+        out.push_str("{\"data\":");
+        out.push_str(data_json);
+        out.push_str(",\"_meta\":{");
+        if record.write_members(&mut out) {
+            out.push(',');
+        }
+        out.push_str(if self.published {
+            "\"type\":\"response\",\"status\":\"ok\",\"published\":true"
+        } else {
+            "\"type\":\"response\",\"status\":\"ok\",\"published\":false"
+        });
+        if let Some(e) = self.event_id {
+            out.push_str(",\"eventId\":");
+            write_json(&mut out, e);
+        }
+        if let Some(s) = self.session_id {
+            out.push_str(",\"sessionId\":");
+            write_json(&mut out, s);
+        }
+        out.push_str(",\"action\":");
+        write_str(&mut out, self.action);
+        out.push_str("},\"protocol\":\"1.1.0\"}");
+        debug_assert!(PROTOCOL_VERSION == "1.1.0");
+        out
+    }
+
+    /// [`Reply::ok`] written member by member, as the other replies are: what `ok` must equal.
+    #[cfg(test)]
+    fn ok_by_members(&self, data_json: &str, record: &RecordMeta<'_>) -> String {
+        let mut out = String::new();
         let mut w = ObjectWriter::open(&mut out);
         w.raw("data", data_json);
         let mut m = w.object("_meta");
@@ -344,6 +392,46 @@ mod tests {
             r.ok(r#"{"a":1}"#, &rec),
             r#"{"data":{"a":1},"_meta":{"created":1,"modified":2,"path":"/sets/plain","type":"response","status":"ok","published":true,"eventId":4,"sessionId":"s1","action":"/SET@/sets/plain"},"protocol":"1.1.0"}"#
         );
+    }
+
+    #[test]
+    fn ok_equals_the_general_writer() {
+        let (eid, sid, other) = (json!(4), json!("s\"1"), json!({"x":[1]}));
+        let metas = [
+            RecordMeta::default(),
+            RecordMeta {
+                path: Some("/a\\b"),
+                ..Default::default()
+            },
+            RecordMeta {
+                timestamp: Some(-1),
+                created: Some(1),
+                modified: Some(2),
+                path: Some("/p"),
+                id: Some("i"),
+                tag: Some("t"),
+            },
+            RecordMeta {
+                modified: Some(2),
+                tag: Some("t"),
+                ..Default::default()
+            },
+        ];
+        for meta in &metas {
+            for (event_id, session_id) in [(None, None), (Some(&eid), Some(&sid)), (Some(&other), None), (None, Some(&eid))] {
+                for published in [true, false] {
+                    let r = Reply {
+                        event_id,
+                        session_id,
+                        action: "/SET@/é\u{2028}",
+                        published,
+                    };
+                    let text = r.ok(r#"{"a":1}"#, meta);
+                    assert_eq!(text, r.ok_by_members(r#"{"a":1}"#, meta));
+                    serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::request::{Action, Data, Envelope};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Read `text` into `env` (an empty envelope) when it is an object in the subset above, and
 /// say whether it was; `env` is filled in place, as it is too big to pass around by value on
@@ -197,14 +198,14 @@ impl<'a> Scanner<'a> {
     }
 
     /// Any JSON value, checked and delimited by serde_json, kept as its text.
-    fn raw_value(&mut self) -> Option<Box<RawValue>> {
+    fn raw_value(&mut self) -> Option<Arc<str>> {
         let rest = &self.text[self.at..];
         let mut de = serde_json::Deserializer::from_str(rest);
         let raw = <&RawValue>::deserialize(&mut de).ok()?;
         // The borrowed raw text starts where the value does (no whitespace is left before it).
         let start = raw.get().as_ptr() as usize - rest.as_ptr() as usize;
         self.at += start + raw.get().len();
-        Some(raw.to_owned())
+        Some(Arc::from(raw.get()))
     }
 }
 
@@ -227,7 +228,7 @@ mod tests {
         assert_eq!(env.session_id, Some(Value::from("d3")));
         assert_eq!(env.options, Some(serde_json::json!({"merge": true})));
         match env.data {
-            Some(Data::Json(raw)) => assert_eq!(raw.get(), r#"{"name":"one","nested":{"a":[1,2,3]}}"#),
+            Some(Data::Json(raw)) => assert_eq!(&*raw, r#"{"name":"one","nested":{"a":[1,2,3]}}"#),
             _ => panic!("data is kept as text"),
         }
         let spaced = " { \"action\" : \"get\" ,\n\"eventId\":\t0 , \"options\" : { } , \"data\" : [ 1 , 2 ] }\r\n";

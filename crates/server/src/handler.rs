@@ -465,7 +465,7 @@ async fn set(state: &AppState, req: &Request, data: Option<Data>) -> Outcome {
 }
 
 fn set_reply(state: &AppState, req: &Request, path: &str, written: &Written) -> String {
-    let meta = written_meta(written);
+    let meta = written_meta(written, path);
     publish_and_reply(state, req, EventKind::Set, path, written.data_json(), &meta)
 }
 
@@ -531,18 +531,18 @@ impl PendingWrite {
     }
 }
 
-fn written_meta(w: &Written) -> RecordMeta<'_> {
+fn written_meta<'a>(w: &'a Written, named: &'a str) -> RecordMeta<'a> {
     if w.stored {
         RecordMeta {
             created: Some(w.created),
             modified: Some(w.modified),
-            path: Some(&w.path),
+            path: Some(w.path(named)),
             tag: w.tag.as_deref(),
             ..Default::default()
         }
     } else {
         RecordMeta {
-            path: Some(&w.path),
+            path: Some(w.path(named)),
             ..Default::default()
         }
     }
@@ -564,23 +564,39 @@ async fn remove(state: &AppState, req: &Request) -> Outcome {
 /// event's `/SET@path` / `/REMOVE@path` when published.
 fn publish_and_reply(state: &AppState, req: &Request, kind: EventKind, path: &str, data_json: &str, meta: &RecordMeta<'_>) -> String {
     let raw = if kind == EventKind::Remove { "remove" } else { "set" };
-    // Built by hand: `format!` costs more than the rest of this function on a plain set.
-    let kind_str = kind.as_str();
-    let mut action = String::with_capacity(2 + kind_str.len() + path.len());
-    action.push('/');
-    action.push_str(kind_str);
-    action.push('@');
-    action.push_str(path);
+    // `/SET@<path>`, built on the stack when it fits: on a plain set, `format!` and an
+    // allocation cost more than the rest of this function.
+    let mut stack = [0u8; 192];
+    let owned: String;
+    let action: &str = match action_on_stack(&mut stack, kind.as_str(), path) {
+        Some(action) => action,
+        None => {
+            owned = format!("/{}@{path}", kind.as_str());
+            &owned
+        }
+    };
     let published = !req.option_truthy("noPublish");
     if published {
-        publish(state, req, kind, path, data_json, meta, &action);
+        publish(state, req, kind, path, data_json, meta, action);
     }
     let reply = Reply {
-        action: if published { &action } else { raw },
+        action: if published { action } else { raw },
         published,
         ..base_reply(req)
     };
     reply.ok(data_json, meta)
+}
+
+/// `/<kind>@<path>` written into `buf`, when it fits.
+fn action_on_stack<'b>(buf: &'b mut [u8], kind: &str, path: &str) -> Option<&'b str> {
+    let len = 2 + kind.len() + path.len();
+    let out = buf.get_mut(..len)?;
+    out[0] = b'/';
+    out[1..1 + kind.len()].copy_from_slice(kind.as_bytes());
+    out[1 + kind.len()] = b'@';
+    out[2 + kind.len()..].copy_from_slice(path.as_bytes());
+    // Valid UTF-8 pieces joined at ASCII bytes.
+    std::str::from_utf8(out).ok()
 }
 
 /// Deliver the event of a set/remove to every matching subscription, before the writer's reply.
@@ -885,4 +901,19 @@ async fn remove_security(state: &AppState, conn: &mut Conn, req: &Request) -> Ou
         ..Default::default()
     };
     Ok(publish_and_reply(state, req, EventKind::Remove, path, &data_json, &meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_fit_on_the_stack_or_fall_back() {
+        let mut buf = [0u8; 192];
+        assert_eq!(action_on_stack(&mut buf, "SET", "/a/é/b"), Some("/SET@/a/é/b"));
+        assert_eq!(action_on_stack(&mut buf, "REMOVE", ""), Some("/REMOVE@"));
+        let long = "x".repeat(187);
+        assert_eq!(action_on_stack(&mut buf, "SET", &long).map(str::len), Some(192));
+        assert_eq!(action_on_stack(&mut buf, "SET", &format!("{long}y")), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! prefix to visit only the key range that can match.
 
 use super::{Store, WriteBatch};
+use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
 use crate::record::{Millis, Record};
@@ -33,6 +34,43 @@ impl MemoryStore {
         }
     }
 
+    /// [`Store::get`] without the async wrapper.
+    pub fn get_now(&self, path: &str) -> Option<Record> {
+        self.records.read().get(path).cloned()
+    }
+
+    /// [`Store::replace`] without the async wrapper: one lookup under the write lock; an
+    /// existing record gets the new body in place, so neither its key nor its path is copied.
+    pub fn replace_now(&self, path: &str, mut body: Body, now: Millis) -> (Millis, Millis) {
+        body.forget_parsed();
+        let mut map = self.records.write();
+        if let Some(old) = map.get_mut(path) {
+            old.modified = now.max(old.created);
+            old.tag = None;
+            let stamps = (old.created, old.modified);
+            let previous = std::mem::replace(&mut old.data, body);
+            // The old body is freed after the lock is released: other writers need not wait.
+            drop(map);
+            drop(previous);
+            return stamps;
+        }
+        map.insert(path.to_string(), Record::new(path, body, now));
+        (now, now)
+    }
+
+    /// Read-modify-write of `path` in one step: `update` sees the record there (if any) and
+    /// returns the records to put, plus what the caller gets back. No other write lands in
+    /// between, so merges and tags need no lock of their own.
+    pub fn update_now<T>(&self, path: &str, update: impl FnOnce(Option<&Record>) -> (Vec<Record>, T)) -> T {
+        let mut map = self.records.write();
+        let (puts, out) = update(map.get(path));
+        for mut record in puts {
+            record.data.forget_parsed();
+            map.insert(record.path.clone(), record);
+        }
+        out
+    }
+
     /// [`Store::remove_matching`] without the async wrapper.
     pub fn remove_matching_now(&self, pattern: &Pattern) -> Vec<String> {
         let mut map = self.records.write();
@@ -59,32 +97,20 @@ fn prefix_range<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> impl Itera
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.records.read().get(path).cloned())
-    }
-
     async fn created_at(&self, path: &str) -> Result<Option<Millis>, StoreError> {
         Ok(self.records.read().get(path).map(|r| r.created))
     }
 
-    async fn replace(&self, mut record: Record) -> Result<(Millis, Millis), StoreError> {
-        // One lookup under the write lock; an existing entry is overwritten in place, so its
-        // key is neither cloned nor re-inserted.
-        record.data.forget_parsed();
-        let mut map = self.records.write();
-        if let Some(old) = map.get_mut(record.path.as_str()) {
-            record.created = old.created;
-            record.modified = record.modified.max(old.created);
-            let stamps = (record.created, record.modified);
-            let previous = std::mem::replace(old, record);
-            // The old record is freed after the lock is released: other writers need not wait.
-            drop(map);
-            drop(previous);
-            return Ok(stamps);
-        }
-        let stamps = (record.created, record.modified);
-        map.insert(record.path.clone(), record);
-        Ok(stamps)
+    fn in_memory(&self) -> Option<&MemoryStore> {
+        Some(self)
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.get_now(path))
+    }
+
+    async fn replace(&self, path: &str, body: Body, now: Millis) -> Result<(Millis, Millis), StoreError> {
+        Ok(self.replace_now(path, body, now))
     }
 
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
@@ -143,12 +169,12 @@ mod tests {
     #[tokio::test]
     async fn replace_keeps_the_first_created() {
         let s = MemoryStore::new();
-        assert_eq!(s.replace(Record::new("/r", Map::new(), 10)).await.unwrap(), (10, 10));
+        assert_eq!(s.replace("/r", Map::new().into(), 10).await.unwrap(), (10, 10));
         let mut body = Map::new();
         body.insert("v".into(), 2.into());
-        assert_eq!(s.replace(Record::new("/r", body, 20)).await.unwrap(), (10, 20));
+        assert_eq!(s.replace("/r", body.into(), 20).await.unwrap(), (10, 20));
         // A clock that went backwards never makes `modified` older than `created`.
-        assert_eq!(s.replace(Record::new("/r", Map::new(), 5)).await.unwrap(), (10, 10));
+        assert_eq!(s.replace("/r", Map::new().into(), 5).await.unwrap(), (10, 10));
         let r = s.get("/r").await.unwrap().unwrap();
         assert_eq!((r.created, r.modified, r.data.len()), (10, 10, 0));
         assert_eq!(s.len().await.unwrap(), 1);

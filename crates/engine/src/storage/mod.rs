@@ -9,6 +9,7 @@ mod routed;
 pub use memory::MemoryStore;
 pub use routed::{Route, RoutedStore};
 
+use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
 use crate::record::{Millis, Record};
@@ -32,6 +33,13 @@ impl WriteBatch {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The store itself when it is the in-memory one. Its writes are single steps under its
+    /// own lock, taken synchronously: the data service then neither serialises writers of a
+    /// path itself nor boxes a future per call.
+    fn in_memory(&self) -> Option<&MemoryStore> {
+        None
+    }
+
     /// The record at exactly `path`.
     async fn get(&self, path: &str) -> Result<Option<Record>, StoreError>;
 
@@ -41,14 +49,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.get(path).await?.map(|r| r.created))
     }
 
-    /// Put `record` in place of whatever is at its path, keeping the old record's `created`
-    /// (and `modified` no earlier than it): a plain set. Returns the `(created, modified)`
-    /// stored. The caller keeps other writers of the path out while this runs (the default reads
-    /// then writes; a backend may do it in one step).
-    async fn replace(&self, mut record: Record) -> Result<(Millis, Millis), StoreError> {
-        if let Some(created) = self.created_at(&record.path).await? {
+    /// Put `body` at `path` in place of whatever is there, modified `now`, keeping the old
+    /// record's `created` (and `modified` no earlier than it): a plain set. Returns the
+    /// `(created, modified)` stored. The caller keeps other writers of the path out while this
+    /// runs (the default reads then writes; a backend may do it in one step, and need not copy
+    /// the path of a record it already has).
+    async fn replace(&self, path: &str, body: Body, now: Millis) -> Result<(Millis, Millis), StoreError> {
+        let mut record = Record::new(path, body, now);
+        if let Some(created) = self.created_at(path).await? {
             record.created = created;
-            record.modified = record.modified.max(created);
+            record.modified = now.max(created);
         }
         let stamps = (record.created, record.modified);
         self.write(WriteBatch::put(record)).await?;

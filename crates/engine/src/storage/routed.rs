@@ -8,6 +8,7 @@
 //!   the store that holds `/sensors/live/…`, and `*` reads the default store.
 
 use super::{Store, WriteBatch};
+use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
 use crate::record::{Millis, Record};
@@ -76,8 +77,8 @@ impl Store for RoutedStore {
         self.route(path).created_at(path).await
     }
 
-    async fn replace(&self, record: Record) -> Result<(Millis, Millis), StoreError> {
-        self.route(&record.path).replace(record).await
+    async fn replace(&self, path: &str, body: Body, now: Millis) -> Result<(Millis, Millis), StoreError> {
+        self.route(path).replace(path, body, now).await
     }
 
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
