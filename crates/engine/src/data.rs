@@ -162,7 +162,9 @@ impl DataService {
             if data.as_ref().is_some_and(|d| !d.is_null()) {
                 return Err(DataError::TagWithData);
             }
-            return self.tag(path, tag).await;
+            // Boxed, as the store path below: the future of a set is allocated per request, so
+            // it is kept to the size of the common case.
+            return Box::pin(self.tag(path, tag)).await;
         }
         let body = match data {
             Some(SetData::Json(json)) => body_from_json(json)?,
@@ -193,9 +195,14 @@ impl DataService {
                 (vec![record], written)
             }));
         }
+        Box::pin(self.set_in_store(path, body, opts.merge)).await
+    }
+
+    /// A set or merge of `body` at `path` in a store whose writes take time (a durable one).
+    async fn set_in_store(&self, path: &str, body: Body, merge: bool) -> Result<Written, DataError> {
         // The path's lock: a merge reads then writes, and nothing may land in between.
         let _guard = lock(self.stripe(path)).await;
-        if !opts.merge {
+        if !merge {
             // A plain set replaces the body: only the old `created` survives, which the store
             // carries over itself.
             let stamps = self.store.replace(path, body.clone(), now_millis()).await?;

@@ -322,7 +322,9 @@ impl Connection {
         let Connection {
             ws, out, conn, state, tx, ..
         } = self;
-        flushing(ws, out, Box::pin(handler::handle_request(state, conn, tx, req))).await;
+        // Pinned in place: this future is itself boxed by `serve`, so one allocation per
+        // request holds both.
+        flushing(ws, out, std::pin::pin!(handler::handle_request(state, conn, tx, req))).await;
     }
 
     /// Finish every pipelined write in flight, in order, writing output meanwhile.

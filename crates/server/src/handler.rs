@@ -199,7 +199,9 @@ pub async fn handle_request(state: &AppState, conn: &mut Conn, tx: &Outbox, req:
     let mut req = req;
     let outcome = match req.action {
         Action::Describe => Ok(describe(state, &req)),
-        Action::Login => match login(state, conn, &req).await {
+        // Rare and large futures are boxed, so the request future (allocated per request) is
+        // the size of the common actions'.
+        Action::Login => match Box::pin(login(state, conn, &req)).await {
             Ok(reply) => match crate::encryption::send_login_reply(state, conn, tx, reply) {
                 Ok(()) => return,
                 Err(message) => {
@@ -218,7 +220,7 @@ pub async fn handle_request(state: &AppState, conn: &mut Conn, tx: &Outbox, req:
             Err(f) => Err(f),
             Ok(()) if req.action == Action::Set && security_target(&req).is_some() => {
                 let data = req.data.take().map(Data::into_value);
-                set_security(state, &req, data).await
+                Box::pin(set_security(state, &req, data)).await
             }
             Ok(()) if req.action == Action::Remove && security_target(&req).is_some() => remove_security(state, conn, &req).await,
             Ok(()) => match req.action {
