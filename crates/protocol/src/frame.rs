@@ -318,6 +318,8 @@ mod tests {
             r#"{"action":"set","eventId":12,"path":"/a/b","data":{"v":"x","n":[1,true]},"sessionId":"s-1","options":{"merge":true,"timeout":20000},"protocol":"1.1.0"}"#,
             r#"{"action":"get","eventId":0,"path":"/a/*","sessionId":null,"options":{"tag":"t","n":7,"f":false,"z":null},"x":true}"#,
             r#" { "action" : "on" , "data" : null , "options" : null , "eventId" : "e" } "#,
+            r#"{"action":"set","path":"/p","data":{"a":[-1.5,0,{"b":"c\nd\"\/"}],"e":null,"f":[[]],"g":{}},"eventId":3}"#,
+            r#"{"action":"login","data":[10.25,-0,"\t",false,{"x":{"y":[1]}}]}"#,
         ];
         let specials = b" \t\n\"\\{}[]:,-+.0159eEtfnux\x01";
         let mut checked = 0;

@@ -264,7 +264,9 @@ pub(crate) fn parse_request_str(text: &str) -> Result<Result<Box<Request>, Reque
     let value_path = || serde_json::from_str::<Value>(text).map(Request::parse);
     // The envelopes clients send are read by hand; any other shape by serde_json.
     let mut env = Envelope::empty();
-    if !crate::scan::read_simple_envelope(text, &mut env) {
+    // The scanner checks `data` itself (see `scan`); serde_json's skipping reader only the grammar.
+    let scanned = crate::scan::read_simple_envelope(text, &mut env);
+    if !scanned {
         let Ok(Incoming(envelope)) = serde_json::from_str::<Incoming>(text) else {
             return value_path();
         };
@@ -275,7 +277,7 @@ pub(crate) fn parse_request_str(text: &str) -> Result<Result<Box<Request>, Reque
     }
     if let Some(Data::Json(raw)) = &env.data {
         // The envelope is one level of serde_json's 128.
-        if !parses_like_a_value(raw, 126) {
+        if !scanned && !parses_like_a_value(raw, 126) {
             return value_path();
         }
         if env.action != Ok(Action::Set) {

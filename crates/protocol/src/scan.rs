@@ -11,8 +11,6 @@
 //! one-byte mutation of typical frames).
 
 use crate::request::{Action, Data, Envelope};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -197,17 +195,113 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Any JSON value, checked and delimited by serde_json, kept as its text.
+    /// `data`: any JSON value that surely parses as a `Value` inside the envelope, kept as its
+    /// text. Checked here in one pass; what a `Value` parse could refuse beyond the grammar is
+    /// answered `None` (the serde path then decides): `\u` escapes (lone surrogates), exponents
+    /// and numbers longer than [`MAX_NUMBER_LEN`] (out of `f64` range), and nesting deeper than
+    /// [`MAX_DATA_DEPTH`].
     fn raw_value(&mut self) -> Option<Arc<str>> {
-        let rest = &self.text[self.at..];
-        let mut de = serde_json::Deserializer::from_str(rest);
-        let raw = <&RawValue>::deserialize(&mut de).ok()?;
-        // The borrowed raw text starts where the value does (no whitespace is left before it).
-        let start = raw.get().as_ptr() as usize - rest.as_ptr() as usize;
-        self.at += start + raw.get().len();
-        Some(Arc::from(raw.get()))
+        let start = self.at;
+        self.value(0)?;
+        Some(Arc::from(&self.text[start..self.at]))
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.container(depth, b'}', true),
+            b'[' => self.container(depth, b']', false),
+            b'"' => self.string(),
+            b'-' | b'0'..=b'9' => self.number(),
+            b't' => self.literal("true", Scalar::Null).map(drop),
+            b'f' => self.literal("false", Scalar::Null).map(drop),
+            b'n' => self.literal("null", Scalar::Null).map(drop),
+            _ => None,
+        }
+    }
+
+    /// An object (`keyed`) or array, its opening bracket next.
+    fn container(&mut self, depth: usize, close: u8, keyed: bool) -> Option<()> {
+        if depth >= MAX_DATA_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.skip_ws();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            if keyed {
+                self.string()?;
+                self.skip_ws();
+                self.expect(b':')?;
+                self.skip_ws();
+            }
+            self.value(depth + 1)?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => continue,
+                b if b == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string with at most the two-character escapes (`\u` ones are left to serde_json).
+    fn string(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        loop {
+            self.at += crate::json::plain_prefix_len(&self.bytes()[self.at..]);
+            match self.next()? {
+                b'"' => return Some(()),
+                b'\\' => match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    _ => return None,
+                },
+                // A raw control character: invalid JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)?`: JSON's number without an exponent.
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.skip_digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            let before = self.at;
+            self.skip_digits();
+            if self.at == before {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) || self.at - start > MAX_NUMBER_LEN {
+            return None;
+        }
+        Some(())
+    }
+
+    fn skip_digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.at += 1;
+        }
     }
 }
+
+/// Nesting `data` may have here: with the envelope, one level under serde_json's limit of 128.
+const MAX_DATA_DEPTH: usize = 126;
+
+/// A plain decimal overflows `f64` only past 309 digits.
+const MAX_NUMBER_LEN: usize = 300;
 
 #[cfg(test)]
 mod tests {
