@@ -8,9 +8,9 @@
 
 use crate::path::Pattern;
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,13 +166,50 @@ struct Inner {
     by_subscriber: HashMap<Subscriber, HashSet<String>>,
 }
 
-/// Recent publish results, so a hot path does not re-run matching. Cleared on every
-/// subscription change (so it is always exact) and when it reaches its bound. One map per event
-/// kind, keyed by path, so a lookup needs no allocation.
+/// Recent publish results, so a hot path does not re-run matching (kept per thread, see
+/// [`LocalCache`]). Retired on every subscription change (so it is always exact) and cleared
+/// when it reaches its bound. One map per event kind, keyed by path, so a lookup needs no
+/// allocation.
 #[derive(Default)]
 struct MatchCache {
     by_kind: [HashMap<Box<str>, Arc<[Delivery]>>; 3],
 }
+
+/// A thread's cache of match results: for one [`Subscriptions`] (`owner`) as of one generation
+/// of its subscriptions. Per thread, so a publish that hits it touches no memory another core
+/// writes (a shared cache's lock, a shared result's reference count), which is what a shared
+/// cache cost per set once anyone subscribed.
+#[derive(Default)]
+struct LocalCache {
+    owner: u64,
+    generation: u64,
+    results: MatchCache,
+}
+
+impl LocalCache {
+    fn get(&self, owner: u64, generation: u64, kind: EventKind, path: &str) -> Option<Arc<[Delivery]>> {
+        if self.owner != owner || self.generation != generation {
+            return None;
+        }
+        self.results.by_kind[MatchCache::slot(kind)].get(path).cloned()
+    }
+
+    fn put(&mut self, owner: u64, generation: u64, kind: EventKind, path: &str, found: Arc<[Delivery]>) {
+        if self.owner != owner || self.generation != generation || self.results.len() >= MATCH_CACHE_ENTRIES {
+            self.results.clear();
+            self.owner = owner;
+            self.generation = generation;
+        }
+        self.results.by_kind[MatchCache::slot(kind)].insert(path.into(), found);
+    }
+}
+
+thread_local! {
+    static LOCAL_MATCHES: std::cell::RefCell<LocalCache> = std::cell::RefCell::default();
+}
+
+/// Distinguishes [`Subscriptions`] instances in the thread caches (0 is never used).
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
 impl MatchCache {
     fn slot(kind: EventKind) -> usize {
@@ -196,7 +233,11 @@ const MATCH_CACHE_ENTRIES: usize = 4096;
 
 pub struct Subscriptions {
     inner: RwLock<Inner>,
-    cache: Mutex<MatchCache>,
+    /// This instance in the thread caches of match results.
+    owner: u64,
+    /// Bumped under the write lock by every change: cached results of older generations are
+    /// never used.
+    generation: AtomicU64,
     /// Whether anyone subscribes to anything: with nobody listening, a publish skips matching
     /// and the cache (and their locks) altogether. Written under the write lock.
     any: AtomicBool,
@@ -208,7 +249,8 @@ impl Default for Subscriptions {
     fn default() -> Self {
         Subscriptions {
             inner: RwLock::default(),
-            cache: Mutex::default(),
+            owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
             any: AtomicBool::new(false),
             none: Arc::from(Vec::new()),
         }
@@ -223,11 +265,12 @@ impl Subscriptions {
         Self::default()
     }
 
-    /// After a change under the write lock `inner`: refresh the flag, then drop cached results.
+    /// After a change under the write lock `inner`: refresh the flag and retire every cached
+    /// result, before anyone can read the new state.
     fn changed(&self, inner: parking_lot::RwLockWriteGuard<'_, Inner>) {
         self.any.store(!inner.by_subscriber.is_empty(), Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         drop(inner);
-        self.cache.lock().clear();
     }
 
     /// `on`: add `ref_count` (0 or missing counts as 1) to the subscriber's count on `channel`.
@@ -304,20 +347,18 @@ impl Subscriptions {
         if !self.any.load(Ordering::Acquire) {
             return self.none.clone();
         }
-        let slot = MatchCache::slot(kind);
-        if let Some(hit) = self.cache.lock().by_kind[slot].get(path) {
-            return hit.clone();
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(hit) = LOCAL_MATCHES.with(|c| c.borrow().get(self.owner, generation, kind, path)) {
+            return hit;
         }
-        // Match under the read lock and fill the cache before releasing it, so a concurrent
-        // subscription change (which clears the cache after taking the write lock) can never be
-        // overwritten by a stale result.
+        // Match under the read lock, and cache the result under the generation read there: no
+        // change can land (and bump it) while the read lock is held, so the result is exactly
+        // that generation's.
         let inner = self.inner.read();
+        let generation = self.generation.load(Ordering::Acquire);
         let found: Arc<[Delivery]> = Self::compute(&inner, kind, path).into();
-        let mut cache = self.cache.lock();
-        if cache.len() >= MATCH_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.by_kind[slot].insert(path.into(), found.clone());
+        drop(inner);
+        LOCAL_MATCHES.with(|c| c.borrow_mut().put(self.owner, generation, kind, path, found.clone()));
         found
     }
 
@@ -416,6 +457,20 @@ mod tests {
         // A wildcard remove publishes once, on its pattern: only wildcard channels and ALL@* match.
         let d = subs.deliveries(EventKind::Remove, "/e/*");
         assert_eq!(names(&d), [(0, "/ALL@*"), (0, "/ALL@/e/*")]);
+    }
+
+    #[test]
+    fn instances_never_share_cached_results() {
+        let (a, b) = (Subscriptions::new(), Subscriptions::new());
+        a.subscribe(s(0), "/SET@/x/*", 0).unwrap();
+        b.subscribe(s(1), "/SET@/y", 0).unwrap();
+        for _ in 0..2 {
+            assert_eq!(names(&a.deliveries(EventKind::Set, "/x/1")), [(0, "/SET@/x/*")]);
+            assert!(b.deliveries(EventKind::Set, "/x/1").is_empty());
+        }
+        b.subscribe(s(1), "/SET@/x/1", 0).unwrap();
+        assert_eq!(names(&b.deliveries(EventKind::Set, "/x/1")), [(1, "/SET@/x/1")]);
+        assert_eq!(names(&a.deliveries(EventKind::Set, "/x/1")), [(0, "/SET@/x/*")]);
     }
 
     #[test]
