@@ -77,11 +77,19 @@ async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
     let mut publisher = connect(port).await;
     let baseline = rss_kib(pid);
 
+    // The reader's count, so the publisher never gets further ahead of it than half the queue
+    // limit: on a loaded machine a reader that keeps reading can still fall behind a fast
+    // server, and its queue must only overflow for the client that stopped.
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader_progress = progress.clone();
     let received = tokio::spawn(async move {
         let mut n = 0usize;
         while n < EVENTS {
             match tokio::time::timeout(Duration::from_secs(60), reader.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"type\":\"data\"") => n += 1,
+                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"type\":\"data\"") => {
+                    n += 1;
+                    reader_progress.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(Some(Ok(_))) => {}
                 other => panic!("reader stopped after {n} events: {other:?}"),
             }
@@ -95,13 +103,20 @@ async fn a_client_that_never_reads_is_closed_and_memory_stays_bounded() {
     let window = 200;
     let mut sent = 0usize;
     let mut acked = 0usize;
+    // Events the reader may be behind by: ~4 MiB, half its queue limit.
+    const AHEAD: usize = 2_000;
     while acked < EVENTS {
-        while sent < EVENTS && sent - acked < window {
+        while sent < EVENTS && sent - acked < window && sent - progress.load(std::sync::atomic::Ordering::Relaxed) < AHEAD {
             let frame = json!({"action":"set","eventId":sent,"path":format!("/flood/{}", sent % 1000),"data":{"b":body}});
             publisher.feed(Message::Text(frame.to_string().into())).await.unwrap();
             sent += 1;
         }
         publisher.flush().await.unwrap();
+        if sent == acked {
+            // Everything sent is answered and the reader is behind: let it catch up.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
         match publisher.next().await.unwrap().unwrap() {
             Message::Text(t) if t.contains("\"type\":\"response\"") => acked += 1,
             _ => {}
