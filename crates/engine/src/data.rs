@@ -70,7 +70,11 @@ impl Written {
     fn at_named_path(record: &Record, stored: bool) -> Written {
         Written {
             moved_to: None,
-            ..Written::moved(record, stored)
+            created: record.created,
+            modified: record.modified,
+            tag: record.tag.clone(),
+            body: record.data.clone(),
+            stored,
         }
     }
 
@@ -91,11 +95,7 @@ impl Written {
     fn moved(record: &Record, stored: bool) -> Written {
         Written {
             moved_to: Some(record.path.clone()),
-            created: record.created,
-            modified: record.modified,
-            tag: record.tag.clone(),
-            body: record.data.clone(),
-            stored,
+            ..Written::at_named_path(record, stored)
         }
     }
 
