@@ -28,10 +28,7 @@ impl MemoryStore {
         for path in batch.removes {
             map.remove(&path);
         }
-        for mut record in batch.puts {
-            record.data.forget_parsed();
-            map.insert(record.path.clone(), record);
-        }
+        put_all(&mut map, batch.puts);
     }
 
     /// [`Store::get`] without the async wrapper.
@@ -64,10 +61,7 @@ impl MemoryStore {
     pub fn update_now<T>(&self, path: &str, update: impl FnOnce(Option<&Record>) -> (Vec<Record>, T)) -> T {
         let mut map = self.records.write();
         let (puts, out) = update(map.get(path));
-        for mut record in puts {
-            record.data.forget_parsed();
-            map.insert(record.path.clone(), record);
-        }
+        put_all(&mut map, puts);
         out
     }
 
@@ -85,6 +79,14 @@ impl MemoryStore {
             map.remove(k);
         }
         doomed
+    }
+}
+
+/// Insert `records`, keeping only their text (see `Body`).
+fn put_all(map: &mut BTreeMap<String, Record>, records: Vec<Record>) {
+    for mut record in records {
+        record.data.forget_parsed();
+        map.insert(record.path.clone(), record);
     }
 }
 
