@@ -8,6 +8,7 @@ use crate::path::Pattern;
 use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
 use crate::storage::{Store, WriteBatch};
+use crate::visibility;
 use futures_util::lock::Mutex;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -232,18 +233,26 @@ impl DataService {
         Ok(written)
     }
 
-    /// Read by exact path, wildcard or query. `exact_single` is false when the caller needs an
-    /// array reply even for an exact path (criteria present, `path_only`).
+    /// A client's read by exact path, wildcard or query. `force_many` is true when the caller
+    /// needs an array reply even for an exact path (criteria present, `path_only`).
+    ///
+    /// Records pass [`visibility`] before the query sees them: hidden ones never match, sort or
+    /// count, and secret fields are gone before criteria, sort and projection run.
     pub async fn get(&self, path: &str, query: &Query, force_many: bool) -> Result<Found, DataError> {
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() && !force_many && !query.count_only() {
-            return Ok(Found::One(match self.store.in_memory() {
+            let found = match self.store.in_memory() {
                 Some(memory) => memory.get_now(path),
                 None => self.store.get(path).await?,
-            }));
+            };
+            return Ok(Found::One(found.and_then(visibility::client_view)));
         }
         let records = self.store.find(&pattern).await?;
-        let mut hits: Vec<Record> = records.into_iter().filter(|r| query.matches(&DocRef::from(r))).collect();
+        let mut hits: Vec<Record> = records
+            .into_iter()
+            .filter_map(|r| visibility::query_view(r, query))
+            .filter(|r| query.matches(&DocRef::from(r)))
+            .collect();
         if query.count_only() {
             return Ok(Found::Count(hits.len()));
         }

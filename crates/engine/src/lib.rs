@@ -13,6 +13,7 @@ pub mod record;
 pub mod security;
 pub mod session;
 pub mod storage;
+pub mod visibility;
 
 pub use body::Body;
 pub use error::{AccessError, DataError, StoreError};

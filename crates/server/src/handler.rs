@@ -7,10 +7,10 @@ use happn_engine::pubsub::{Channel, EventKind, Subscriber};
 use happn_engine::query::Query;
 use happn_engine::record::{now_millis, Record};
 use happn_engine::security::{
-    self, crypto, policy, redact_user, Activity, CachedPermissions, Credentials, NonceError, Policy, Profile, SecurityPath, TokenClaims,
-    USER_PREFIX,
+    self, crypto, policy, Activity, CachedPermissions, Credentials, NonceError, Policy, Profile, SecurityPath, TokenClaims,
 };
 use happn_engine::session::new_session_id;
+use happn_engine::visibility;
 use happn_engine::{AccessError, DataError};
 use happn_protocol::request::{truthy, type_name};
 use happn_protocol::{
@@ -636,33 +636,6 @@ fn publish(state: &AppState, req: &Request, kind: EventKind, path: &str, data_js
     });
 }
 
-/// Records clients may never see: the server keypair. Password hashes are stripped instead.
-fn visible(record: &Record) -> bool {
-    !security::is_hidden(&record.path)
-}
-
-/// A user record's body is read only to strip the hash; every other body is only text.
-fn is_user(record: &Record) -> bool {
-    record.path.starts_with(USER_PREFIX)
-}
-
-fn redacted(record: &Record) -> std::borrow::Cow<'_, Map<String, Value>> {
-    if is_user(record) && record.data.contains_key("password") {
-        std::borrow::Cow::Owned(redact_user(record.data.map().clone()))
-    } else {
-        std::borrow::Cow::Borrowed(record.data.map())
-    }
-}
-
-/// [`redacted`] as JSON text: the stored text itself unless there is a hash to strip.
-fn redacted_json(record: &Record) -> std::borrow::Cow<'_, str> {
-    if is_user(record) {
-        std::borrow::Cow::Owned(serde_json::to_string(&redacted(record)).expect("JSON"))
-    } else {
-        std::borrow::Cow::Borrowed(record.data.json())
-    }
-}
-
 async fn get(state: &AppState, req: &Request) -> Outcome {
     let path = path_of(req)?;
     let criteria = req.options.get("criteria").filter(|c| !c.is_null());
@@ -672,9 +645,9 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
     let found = state.data.get(path, &query, criteria.is_some() || path_only).await?;
     let reply = base_reply(req);
     Ok(match found {
-        Found::One(Some(r)) if visible(&r) => {
+        Found::One(Some(r)) => {
             if query.has_projection() {
-                let projected = query.project(&redacted(&r));
+                let projected = query.project(r.data.map());
                 reply.ok(
                     &serde_json::to_string(&projected).expect("JSON"),
                     &RecordMeta {
@@ -690,13 +663,13 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
                     tag: r.tag.as_deref(),
                     ..Default::default()
                 };
-                reply.ok(&redacted_json(&r), &meta)
+                reply.ok(r.data.json(), &meta)
             }
         }
-        Found::One(_) => reply.ok("null", &RecordMeta::default()),
+        Found::One(None) => reply.ok("null", &RecordMeta::default()),
         Found::Count(n) => reply.ok(&format!("{{\"value\":{n}}}"), &RecordMeta::default()),
         Found::Many(records) => {
-            let items = records.iter().filter(|r| visible(r)).map(|r| {
+            let items = records.iter().map(|r| {
                 let id = Some(r.path.as_str());
                 if path_only {
                     item_json(
@@ -709,7 +682,7 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
                     )
                 } else if query.has_projection() {
                     item_json(
-                        &query.project(&redacted(r)),
+                        &query.project(r.data.map()),
                         &RecordMeta {
                             path: id,
                             id,
@@ -725,7 +698,7 @@ async fn get(state: &AppState, req: &Request) -> Outcome {
                         tag: r.tag.as_deref(),
                         ..Default::default()
                     };
-                    item_json_text(&redacted_json(r), &meta)
+                    item_json_text(r.data.json(), &meta)
                 }
             });
             reply.array(items)
@@ -754,7 +727,7 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
     // order; a failing read still answers ok, as the original does.
     let data_path = Channel::data_path(channel);
     let records = match state.data.get(data_path, &Query::default(), true).await {
-        Ok(Found::Many(r)) => r.into_iter().filter(visible).collect(),
+        Ok(Found::Many(r)) => r,
         _ => Vec::new(),
     };
     let metas = |r: &Record| -> String {
@@ -778,7 +751,7 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
                 id: Some(&r.path),
                 ..Default::default()
             };
-            let item = item_json_text(&redacted_json(r), &meta);
+            let item = item_json_text(r.data.json(), &meta);
             raw.push(format!("{{\"data\":{item},\"_meta\":{}}}", metas(r)));
             items.push(item);
         }
@@ -792,7 +765,7 @@ async fn on(state: &AppState, conn: &Conn, req: &Request) -> Result<Vec<String>,
     for r in &records {
         let mut s = String::new();
         let mut w = happn_protocol::json::ObjectWriter::open(&mut s);
-        w.value("data", redacted(r).as_ref());
+        w.value("data", r.data.map());
         let mut m = w.object("_meta");
         m.int("created", r.created)
             .int("modified", r.modified)
@@ -865,14 +838,16 @@ async fn set_security(state: &AppState, req: &Request, data: Option<Value>) -> O
         SecurityPath::Membership { user, group } => sec.link_group(user, group, body).await?,
         SecurityPath::Other => return Err(Failure::Bad(format!("{path} is a system record and cannot be written"))),
     };
-    let data_json = serde_json::to_string(&redacted(&record)).expect("JSON");
+    // What the writer and the subscribers see of it: never a hash.
+    let record = visibility::client_view(record).ok_or_else(|| Failure::Bad(format!("{path} is a system record")))?;
+    let data_json = record.data.json();
     let meta = RecordMeta {
         created: Some(record.created),
         modified: Some(record.modified),
         path: Some(&record.path),
         ..Default::default()
     };
-    Ok(publish_and_reply(state, req, EventKind::Set, path, &data_json, &meta))
+    Ok(publish_and_reply(state, req, EventKind::Set, path, data_json, &meta))
 }
 
 /// `remove` of a user (with its memberships; its live sessions are then closed), a group (with

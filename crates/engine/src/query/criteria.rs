@@ -74,6 +74,15 @@ impl Criteria {
         self.0.is_empty()
     }
 
+    /// Whether any clause, at any depth (inside `$and`/`$or`/`$nor`, `$not` and `$elemMatch`
+    /// too), looks at a data field whose first segment is `name`.
+    pub(crate) fn names(&self, name: &str) -> bool {
+        self.0.iter().any(|clause| match clause {
+            Clause::Field(field, conds) => field.starts_with(name) || conds.iter().any(|c| c.names(name)),
+            Clause::And(list) | Clause::Or(list) | Clause::Nor(list) => list.iter().any(|c| c.names(name)),
+        })
+    }
+
     pub(crate) fn matches(&self, root: Root<'_>) -> bool {
         self.0.iter().all(|clause| match clause {
             Clause::Field(field, conds) => {
@@ -198,6 +207,14 @@ fn parse_regex(pattern: &Value, options: Option<&Value>) -> Result<Regex, QueryE
 }
 
 impl Cond {
+    fn names(&self, name: &str) -> bool {
+        match self {
+            Cond::ElemMatch(ElemMatch::Criteria(c)) => c.names(name),
+            Cond::Not(conds) => conds.iter().any(|c| c.names(name)),
+            _ => false,
+        }
+    }
+
     /// Whether the condition holds for a field with these candidate values. Positive operators
     /// hold when any candidate satisfies them; `$ne`, `$nin` and `$not` are the exact negations
     /// of `$eq`, `$in` and their operand, so they also hold for missing fields.

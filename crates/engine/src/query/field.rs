@@ -32,6 +32,11 @@ pub(crate) enum Root<'v> {
 }
 
 impl Field {
+    /// A data field whose dot path starts with `segment` (`password`, `password.x`).
+    pub(crate) fn starts_with(&self, segment: &str) -> bool {
+        matches!(self, Field::Data(segs) if segs.first().is_some_and(|s| s == segment))
+    }
+
     /// `meta` is false inside `$elemMatch`, where every key addresses the element, not the record.
     pub(crate) fn parse(key: &str, meta: bool) -> Field {
         if meta {

@@ -108,6 +108,13 @@ impl Query {
         !self.criteria.is_empty()
     }
 
+    /// Whether the criteria or the sort keys look at a data field whose first segment is one of
+    /// `fields` (at any depth of the criteria). Used to keep records with secret fields out of
+    /// queries that name them (see `crate::visibility`).
+    pub fn names_any(&self, fields: &[&str]) -> bool {
+        fields.iter().any(|f| self.criteria.names(f) || sort::names(&self.sort, f))
+    }
+
     /// Whether the record satisfies the criteria (always, when there are none).
     pub fn matches(&self, doc: &DocRef) -> bool {
         self.criteria.matches(Root::Doc(doc))

@@ -40,6 +40,11 @@ pub(crate) fn parse(sort: &Value) -> Result<Vec<SortKey>, QueryError> {
         .collect()
 }
 
+/// Whether a sort key looks at a data field whose first segment is `name`.
+pub(crate) fn names(keys: &[SortKey], name: &str) -> bool {
+    keys.iter().any(|k| k.field.starts_with(name))
+}
+
 pub(crate) fn compare_docs(keys: &[SortKey], a: &DocRef<'_>, b: &DocRef<'_>) -> Ordering {
     for key in keys {
         let order = compare(sort_value(&key.field, a).as_deref(), sort_value(&key.field, b).as_deref());

@@ -54,12 +54,6 @@ fn check_name(kind: &str, name: &str) -> Result<(), DataError> {
     validate_name(name).map_err(|e| bad(format!("{kind} {e}")))
 }
 
-/// A user record as clients may see it: never the hash.
-pub fn redact_user(mut data: Map<String, Value>) -> Map<String, Value> {
-    data.shift_remove("password");
-    data
-}
-
 impl Security {
     /// Create or update `/_SYSTEM/_SECURITY/_USER/<name>`. A `password` is hashed; without one the
     /// stored hash is kept, so an edit of other fields never locks the user out. `merge` keeps
@@ -236,10 +230,11 @@ impl Security {
     /// Users (without hashes) and their groups, in name order.
     pub async fn list_users(&self) -> Result<Vec<(Map<String, Value>, Vec<String>)>, DataError> {
         let records = self.data.store().find(&Pattern::new(&format!("{USER_PREFIX}*"))).await?;
+        let records = records.into_iter().filter_map(crate::visibility::client_view);
         let mut users: Vec<(Map<String, Value>, Vec<String>)> = Vec::new();
         for r in records {
             match SecurityPath::parse(&r.path) {
-                Some(SecurityPath::User(_)) => users.push((redact_user(r.data.into_map()), Vec::new())),
+                Some(SecurityPath::User(_)) => users.push((r.data.into_map(), Vec::new())),
                 Some(SecurityPath::Membership { user, group }) => {
                     if let Some(u) = users
                         .iter_mut()

@@ -11,7 +11,7 @@ mod permissions;
 pub mod policy;
 mod token;
 
-pub use directory::{redact_user, SecurityPath};
+pub use directory::SecurityPath;
 pub use http_access::{http_permission_path, HttpDenied, HttpGrant, HTTP_PREFIX};
 pub use nonce::{NonceError, DEFAULT_NONCE_TTL};
 pub use password::{hash_password, verify_password};
@@ -40,11 +40,6 @@ pub const TOKEN_SECRET_PATH: &str = "/_SYSTEM/_SECURITY/_SETTINGS/SESSION_TOKEN_
 
 /// How many token sessions' uses are remembered before expired ones are forgotten.
 const TOKEN_ACTIVITY_PRUNE_AT: usize = 10_000;
-
-/// Records no client may read, whatever its permissions, in secure and insecure mode alike.
-pub fn is_hidden(path: &str) -> bool {
-    path == KEYPAIR_PATH || path == TOKEN_SECRET_PATH
-}
 
 /// Records clients may not write or remove with plain data operations: the security directory
 /// (managed through [`Security`]'s directory methods) and the revocation list.
