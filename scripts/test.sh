@@ -14,6 +14,9 @@ cargo build --release --workspace --locked
 echo "== cargo test"
 cargo test --release --workspace --locked
 
+echo "== soak (${SOAK_SECONDS:=60} s of churn with misbehaving clients; CI runs 300 s)"
+SOAK_SECONDS=$SOAK_SECONDS cargo test --release -p happn-rs --locked --test soak -- --ignored
+
 echo "== compat suite (real happn@2.21.0 client)"
 if [ ! -d tests/compat/node_modules/happn ]; then
   (cd tests/compat && npm ci --no-audit --no-fund)
