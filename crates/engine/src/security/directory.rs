@@ -3,7 +3,8 @@
 //! before they reach the store, and every change bumps the directory generation so live sessions
 //! pick up new permissions on their next request.
 
-use super::{blocking, group_path, hash_password, link_path, permissions, user_path, validate_name, Security, ADMIN};
+use super::login::blocking;
+use super::{group_path, hash_password, link_path, permissions, user_path, validate_name, Security, ADMIN};
 use super::{GROUP_PREFIX, USER_PREFIX};
 use crate::error::DataError;
 use crate::path::Pattern;
