@@ -69,7 +69,7 @@ impl Security {
 #[derive(Default)]
 pub(super) struct RevokedSessions {
     ids: parking_lot::RwLock<ahash::AHashSet<String>>,
-    count: AtomicUsize,
+    pub(super) count: AtomicUsize,
 }
 
 impl RevokedSessions {
