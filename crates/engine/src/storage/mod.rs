@@ -1,8 +1,11 @@
-//! The storage trait every backend implements (memory now; the embedded durable store and
-//! PostgreSQL later). It is deliberately small and ordered: the engine does the document logic,
-//! a store only keeps records by path, scans them in ascending path (byte) order, and applies
-//! batches atomically.
+//! The storage trait every backend implements (memory, routed, the embedded durable store in
+//! `crates/store-redb`, PostgreSQL next). It is deliberately small and ordered: the engine does
+//! the document logic, a store only keeps records by path, scans them in ascending path (byte)
+//! order, and applies batches atomically. What a backend must do is written down as code in
+//! [`conformance`] (feature `conformance`): every backend runs that one suite.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod memory;
 mod routed;
 
