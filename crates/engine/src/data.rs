@@ -143,6 +143,12 @@ impl DataService {
         &self.store
     }
 
+    /// Whether writes complete inline ([`crate::storage::InlineWrites`]): nothing to overlap, so a
+    /// connection need not pipeline them.
+    pub fn writes_inline(&self) -> bool {
+        self.store.inline().is_some()
+    }
+
     fn stripe(&self, path: &str) -> &Mutex<()> {
         // Any fixed, fast hash spreads paths over the stripes; no need for a keyed one.
         let h = ahash::RandomState::with_seeds(0x68617070, 0x6e2d7273, 0x73747269, 0x70657321).hash_one(path);
@@ -173,19 +179,22 @@ impl DataService {
             self.store.write(WriteBatch::put(record)).await?;
             return Ok(written);
         }
-        if let Some(memory) = self.store.in_memory() {
-            // Every write below is one step under the memory store's own lock, so no stripe
-            // is needed (and no boxed store future is made).
+        if let Some(inline) = self.store.inline() {
+            // Every write below is one step under the store's own lock, so no stripe is needed
+            // (and no boxed store future is made).
             if !opts.merge {
-                let stamps = memory.replace_now(path, body.clone(), now_millis());
+                let stamps = inline.replace_now(path, body.clone(), now_millis());
                 return Ok(Written::replaced(body, stamps));
             }
             let now = now_millis();
-            return Ok(memory.update_now(path, |old| {
-                let record = merged(path, body, old, now);
-                let written = Written::at_named_path(&record, true);
-                (vec![record], written)
-            }));
+            let mut body = Some(body);
+            let mut written = None;
+            inline.update_now(path, &mut |old| {
+                let record = merged(path, body.take().unwrap_or_default(), old, now);
+                written = Some(Written::at_named_path(&record, true));
+                vec![record]
+            });
+            return Ok(written.expect("update_now calls its update once"));
         }
         Box::pin(self.set_in_store(path, body, opts.merge)).await
     }
@@ -211,13 +220,15 @@ impl DataService {
     /// Snapshot the record at `path` under `/_TAGS…`, bumping the source's `modified` (and
     /// creating an empty source record if there is none), as the original does.
     async fn tag(&self, path: &str, tag: &str) -> Result<Written, DataError> {
-        if let Some(memory) = self.store.in_memory() {
+        if let Some(inline) = self.store.inline() {
             let now = now_millis();
-            return Ok(memory.update_now(path, |old| {
+            let mut written = None;
+            inline.update_now(path, &mut |old| {
                 let (source, snapshot) = tagged(path, tag, old, now);
-                let written = Written::moved(&snapshot, true);
-                (vec![source, snapshot], written)
-            }));
+                written = Some(Written::moved(&snapshot, true));
+                vec![source, snapshot]
+            });
+            return Ok(written.expect("update_now calls its update once"));
         }
         let _guard = self.stripe(path).lock().await;
         let now = now_millis();
@@ -241,8 +252,8 @@ impl DataService {
     pub async fn get(&self, path: &str, query: &Query, force_many: bool) -> Result<Found, DataError> {
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() && !force_many && !query.count_only() {
-            let found = match self.store.in_memory() {
-                Some(memory) => memory.get_now(path),
+            let found = match self.store.inline() {
+                Some(inline) => inline.get_now(path),
                 None => self.store.get(path).await?,
             };
             return Ok(Found::One(found.and_then(visibility::client_view)));
@@ -633,7 +644,7 @@ mod tests {
         use crate::storage::RoutedStore;
         let memory = Arc::new(svc());
         let routed = Arc::new(DataService::new(Arc::new(RoutedStore::new(vec![], Arc::new(MemoryStore::new())))));
-        assert!(memory.store().in_memory().is_some() && routed.store().in_memory().is_none());
+        assert!(memory.writes_inline() && !routed.writes_inline());
         for service in [memory, routed] {
             let tasks: Vec<_> = (0..8)
                 .map(|t| {

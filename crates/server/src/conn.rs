@@ -301,9 +301,10 @@ impl Connection {
         })
     }
 
-    /// Run one request; on durable stores a write is started and left in flight.
+    /// Run one request; on stores whose writes wait (durable ones) a write is started and left
+    /// in flight.
     async fn request(&mut self, req: Box<Request>) {
-        let pipelining = !self.state.config.data.memory;
+        let pipelining = !self.state.data.writes_inline();
         let req = if pipelining && !self.pipeline.as_ref().is_some_and(|p| p.writes_to(&req)) {
             let Connection { ws, out, conn, state, .. } = self;
             match flushing(ws, out, Box::pin(handler::start_write(state, conn, req))).await {

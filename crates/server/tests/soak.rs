@@ -56,7 +56,9 @@ struct Tally {
 
 /// One well-behaved client's life: log in, subscribe, write, read back, clean up, leave.
 async fn churn_round(port: u16, worker: usize, round: u64, tally: &Tally) -> Result<(), String> {
-    let client = Client::connect(ClientConfig::new("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let client = Client::connect(ClientConfig::new("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
     let base = format!("/soak/{worker}/{round}");
     let mut sub = client
         .on(&format!("{base}/*"), OnOptions::event_type(EventType::Set))
@@ -80,7 +82,10 @@ async fn churn_round(port: u16, worker: usize, round: u64, tally: &Tally) -> Res
         }
     }
     tally.missing_events.fetch_add(WRITES - seen, Ordering::Relaxed);
-    let got = client.get(&format!("{base}/*"), GetOptions::default()).await.map_err(|e| e.to_string())?;
+    let got = client
+        .get(&format!("{base}/*"), GetOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     let items = got.into_many().len() as u64;
     if items != WRITES {
         return Err(format!("get {base}/* returned {items} items"));
@@ -106,7 +111,11 @@ async fn attack(port: u16, kind: u64) {
             let mut ws = connect(port).await;
             send_json(&mut ws, json!({"action":"login","eventId":1,"data":{}})).await;
             let _ = recv_json(&mut ws).await;
-            send_json(&mut ws, json!({"action":"on","eventId":2,"path":"/SET@/soak/*","options":{"refCount":0}})).await;
+            send_json(
+                &mut ws,
+                json!({"action":"on","eventId":2,"path":"/SET@/soak/*","options":{"refCount":0}}),
+            )
+            .await;
             let _ = recv_json(&mut ws).await;
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
@@ -228,6 +237,9 @@ async fn churn_with_misbehaving_clients_leaks_nothing() {
         "RSS after the run {rss_end} KiB vs {rss_warm} KiB after warm-up"
     );
     assert!(rss_peak < 512 * 1024, "RSS peaked at {rss_peak} KiB under load");
-    assert!(fds_after <= fds_before, "file descriptors leaked: {fds_before} before, {fds_after} after");
+    assert!(
+        fds_after <= fds_before,
+        "file descriptors leaked: {fds_before} before, {fds_after} after"
+    );
     assert!(server.0.try_wait().unwrap().is_none(), "the server is still running");
 }

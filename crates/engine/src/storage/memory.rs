@@ -1,7 +1,7 @@
 //! In-memory store: an ordered map behind a read-write lock. Scans use the pattern's literal
 //! prefix to visit only the key range that can match.
 
-use super::{Store, WriteBatch};
+use super::{InlineWrites, Store, WriteBatch};
 use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
@@ -82,6 +82,20 @@ impl MemoryStore {
     }
 }
 
+impl InlineWrites for MemoryStore {
+    fn get_now(&self, path: &str) -> Option<Record> {
+        MemoryStore::get_now(self, path)
+    }
+
+    fn replace_now(&self, path: &str, body: Body, now: Millis) -> (Millis, Millis) {
+        MemoryStore::replace_now(self, path, body, now)
+    }
+
+    fn update_now(&self, path: &str, update: &mut dyn FnMut(Option<&Record>) -> Vec<Record>) {
+        MemoryStore::update_now(self, path, |old| (update(old), ()))
+    }
+}
+
 /// Insert `records`, keeping only their text (see `Body`).
 fn put_all(map: &mut BTreeMap<String, Record>, records: Vec<Record>) {
     for mut record in records {
@@ -103,7 +117,7 @@ impl Store for MemoryStore {
         Ok(self.records.read().get(path).map(|r| r.created))
     }
 
-    fn in_memory(&self) -> Option<&MemoryStore> {
+    fn inline(&self) -> Option<&dyn InlineWrites> {
         Some(self)
     }
 
@@ -140,45 +154,5 @@ impl Store for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Map;
-
-    fn rec(p: &str) -> Record {
-        Record::new(p, Map::new(), 1)
-    }
-
-    #[tokio::test]
-    async fn ordered_pattern_scans_and_atomic_removes() {
-        let s = MemoryStore::new();
-        let batch = WriteBatch {
-            puts: ["/b/2", "/a/1", "/b/10", "/x/b/1", "b/3"].into_iter().map(rec).collect(),
-            removes: vec![],
-        };
-        s.write(batch).await.unwrap();
-        let found: Vec<String> = s.find(&Pattern::new("/b/*")).await.unwrap().into_iter().map(|r| r.path).collect();
-        assert_eq!(found, ["/b/10", "/b/2"], "byte order, anchored");
-        let all: Vec<String> = s.find(&Pattern::new("*")).await.unwrap().into_iter().map(|r| r.path).collect();
-        assert_eq!(all, ["/a/1", "/b/10", "/b/2", "/x/b/1", "b/3"]);
-        assert_eq!(s.find(&Pattern::new("/a/1")).await.unwrap().len(), 1);
-        let removed = s.remove_matching(&Pattern::new("/x/*")).await.unwrap();
-        assert_eq!(removed, ["/x/b/1"]);
-        assert_eq!(s.remove_matching(&Pattern::new("/b/*")).await.unwrap().len(), 2);
-        assert_eq!(s.len().await.unwrap(), 2);
-    }
-
-    #[tokio::test]
-    async fn replace_keeps_the_first_created() {
-        let s = MemoryStore::new();
-        assert_eq!(s.replace("/r", Map::new().into(), 10).await.unwrap(), (10, 10));
-        let mut body = Map::new();
-        body.insert("v".into(), 2.into());
-        assert_eq!(s.replace("/r", body.into(), 20).await.unwrap(), (10, 20));
-        // A clock that went backwards never makes `modified` older than `created`.
-        assert_eq!(s.replace("/r", Map::new().into(), 5).await.unwrap(), (10, 10));
-        let r = s.get("/r").await.unwrap().unwrap();
-        assert_eq!((r.created, r.modified, r.data.len()), (10, 10, 0));
-        assert_eq!(s.len().await.unwrap(), 1);
-    }
-}
+// Its behaviour as a store is checked by the shared suite (storage::conformance), run in
+// crates/engine/tests/store_conformance.rs.

@@ -34,12 +34,26 @@ impl WriteBatch {
     }
 }
 
+/// A capability of stores that never wait (no I/O): reads and writes that complete inline, each
+/// one step under the store's own lock. When a store offers it ([`Store::inline`]), the data
+/// service does sets, merges and tags through it — no per-path stripes, no boxed store future —
+/// and a connection does not pipeline writes (there is nothing to overlap).
+pub trait InlineWrites: Send + Sync {
+    /// [`Store::get`], answered now.
+    fn get_now(&self, path: &str) -> Option<Record>;
+
+    /// [`Store::replace`], done now.
+    fn replace_now(&self, path: &str, body: Body, now: Millis) -> (Millis, Millis);
+
+    /// Read-modify-write of `path` in one step: `update` sees the record there (if any) and
+    /// returns the records to put. No other write lands in between.
+    fn update_now(&self, path: &str, update: &mut dyn FnMut(Option<&Record>) -> Vec<Record>);
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The store itself when it is the in-memory one. Its writes are single steps under its
-    /// own lock, taken synchronously: the data service then neither serialises writers of a
-    /// path itself nor boxes a future per call.
-    fn in_memory(&self) -> Option<&MemoryStore> {
+    /// Whether (and how) this store completes operations inline; see [`InlineWrites`].
+    fn inline(&self) -> Option<&dyn InlineWrites> {
         None
     }
 
