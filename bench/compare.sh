@@ -149,7 +149,8 @@ start_server_once() {
       if [ "$rs_memory" != 1 ] && "$rs_bin" --help 2>/dev/null | grep -q -- '--data-dir'; then
         data=(--data-dir "$scratch/rs-data-$port") # a fresh durable store per process
       fi
-      (cd "$scratch" && exec "$rs_bin" --port "$port" "${rs_args[@]}" "${data[@]}") >/dev/null 2>"$server_err" &
+      # Every benchmark connection comes from 127.0.0.1: no per-address connection limit.
+      (cd "$scratch" && HAPPN_SERVER_CONFIG='{"connections":{"maxPerIp":0}}' exec "$rs_bin" --port "$port" "${rs_args[@]}" "${data[@]}") >/dev/null 2>"$server_err" &
       ;;
     happn-3) (cd "$scratch" && exec node "$here/servers.js" happn-3 --port "$port" --host 127.0.0.1) >/dev/null 2>"$server_err" & ;;
     happn-2.21) (cd "$scratch" && exec node "$here/servers.js" happn-2.21 --port "$port" --host 127.0.0.1) >/dev/null 2>"$server_err" & ;;

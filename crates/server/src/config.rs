@@ -86,6 +86,28 @@ pub struct Config {
     pub http_security: crate::http::guard::SecurityMiddleware,
     /// `static`: a folder served over HTTP (a happn-rs addition).
     pub static_dir: Option<PathBuf>,
+    /// `connections`: how many sockets, from where, and how long before a request (happn-rs).
+    pub connections: ConnectionLimits,
+}
+
+/// `connections`: `max` (in all; default: the open-file limit less a reserve), `maxPerIp`
+/// (default 1,000, at most half of `max`; 0 = no per-address limit) and `headerTimeout` (ms or a
+/// duration; default 10 s). See [`crate::admission`].
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max: Option<usize>,
+    pub max_per_ip: Option<usize>,
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max: None,
+            max_per_ip: None,
+            header_timeout: crate::admission::DEFAULT_HEADER_TIMEOUT,
+        }
+    }
 }
 
 impl Default for Config {
@@ -110,6 +132,7 @@ impl Default for Config {
             transport: Default::default(),
             http_security: Default::default(),
             static_dir: None,
+            connections: Default::default(),
         }
     }
 }
@@ -282,11 +305,26 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
                 }
             }
             "deferListen" => r.unsupported(key, "the server always listens"),
+            "connections" => read_connections(&mut r, v, &mut c.connections)?,
             "middleware" => c.http_security = crate::http::guard::SecurityMiddleware::from_middleware("middleware", v, r.warnings)?,
             other => r.unknown(other),
         }
     }
     Ok(Loaded { config: c, warnings })
+}
+
+fn read_connections(r: &mut Reader<'_>, v: &Value, limits: &mut ConnectionLimits) -> Result<(), ConfigError> {
+    for (k, cv) in r.object("connections", v)? {
+        let ck = format!("connections.{k}");
+        match k.as_str() {
+            "max" => limits.max = Some(r.uint(&ck, cv, u32::MAX as u64)?.max(1) as usize),
+            "maxPerIp" => limits.max_per_ip = Some(r.uint(&ck, cv, u32::MAX as u64)? as usize),
+            // At most a day: the deadline is an `Instant` sum that must not overflow.
+            "headerTimeout" => limits.header_timeout = std::time::Duration::from_millis(duration_ms(&ck, cv)?.min(86_400_000)),
+            _ => r.unknown(&ck),
+        }
+    }
+    Ok(())
 }
 
 fn read_admin(r: &mut Reader<'_>, key: &str, v: &Value, sec: &mut SecurityConfig) -> Result<(), ConfigError> {
@@ -633,6 +671,18 @@ mod tests {
         );
         assert!(ttl(json!("soon")).is_err());
         assert!(ttl(json!(-1)).is_err());
+    }
+
+    #[test]
+    fn connection_keys() {
+        let l = from_value(&json!({"connections": {"max": 500, "maxPerIp": 0, "headerTimeout": "2s"}})).unwrap();
+        let c = l.config.connections;
+        assert_eq!((c.max, c.max_per_ip), (Some(500), Some(0)));
+        assert_eq!(c.header_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(Config::default().connections.header_timeout, std::time::Duration::from_secs(10));
+        let e = from_value(&json!({"connections": {"maxPerIp": -1}})).err().unwrap().to_string();
+        assert!(e.contains("connections.maxPerIp"), "{e}");
+        assert!(from_value(&json!({"connections": {"headerTimeout": 0}})).is_err());
     }
 
     #[test]

@@ -58,7 +58,15 @@ async fn dispatch(
     if req.uri().path().starts_with("/primus") {
         if let Some(upgrade) = Upgrade::from_request(&mut req) {
             let heartbeat = Heartbeat::from_query(req.uri().query());
-            return upgrade.respond(move |stream, preread| conn::serve(stream, preread, state, heartbeat));
+            // The connection's admission slot stays taken while the websocket is open.
+            let slot = req.extensions_mut().remove::<Arc<crate::admission::Slot>>();
+            return upgrade.respond(move |stream, preread| {
+                let serve = conn::serve(stream, preread, state, heartbeat);
+                async move {
+                    let _slot = slot;
+                    serve.await
+                }
+            });
         }
         return primus_http(req.method(), req.uri().path(), req.headers());
     }

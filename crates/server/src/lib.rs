@@ -2,6 +2,7 @@
 //! engine services. `main.rs` is only argument parsing and signals; tests start servers here.
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod conn;
 pub mod encryption;
@@ -149,14 +150,20 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         tracing::info!(root = %files.root().display(), "serving static files");
     }
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
+    let listener = bind(&addr).await.map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
     let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
     let state = Arc::new(AppState::new(config, name, keypair, data, security));
     let app = http::router(state.clone(), static_files);
+    let limits = &state.config.connections;
+    let max = limits
+        .max
+        .unwrap_or_else(|| admission::default_max_connections(admission::open_file_limit()));
+    let max_per_ip = limits.max_per_ip.unwrap_or_else(|| admission::default_max_per_ip(max));
+    let header_timeout = limits.header_timeout;
+    tracing::info!(max, max_per_ip, ?header_timeout, "connection limits");
+    let limiter = admission::Limiter::new(max, max_per_ip);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(accept_loop(listener, app, tls, stop_rx));
+    let task = tokio::spawn(accept_loop(listener, app, tls, limiter, header_timeout, stop_rx));
     Ok(Server {
         local_addr,
         state,
@@ -165,39 +172,89 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     })
 }
 
+/// Connections the kernel completes and queues for `accept` (capped by `net.core.somaxconn`).
+/// Larger than the usual 128: the queue is where clients wait while the server is briefly out of
+/// descriptors, or when many devices reconnect at once after a restart.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listen on the first address `addr` resolves to that binds, as `TcpListener::bind` does, with
+/// [`LISTEN_BACKLOG`].
+async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")))
+}
+
 /// A TLS client gets this long to finish its handshake before the connection is dropped.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve HTTP/1.1 with upgrades, over TLS when `tls` is set. hyper is driven directly (not
 /// `axum::serve`) so that header names go out title-cased and the 101 reply carries no `Date`,
 /// as the reference's does.
+///
+/// Each socket needs a [`admission::Slot`] first, held until it closes. hyper's header timer
+/// runs whenever the connection waits for a request head — from the accept, and again after
+/// each response — so one timeout closes silent sockets, slowly dribbled heads and idle
+/// kept-alive connections alike; after the upgrade the websocket heartbeat takes over.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limiter: Arc<admission::Limiter>,
+    header_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.title_case_headers(true).auto_date_header(false);
+    builder
+        .title_case_headers(true)
+        .auto_date_header(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let builder = Arc::new(builder);
+    let mut backoff = admission::Backoff::default();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut stop => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
+                Err(e) if admission::is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let delay = backoff.failed(&e, limiter.open());
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
                 }
             },
+        };
+        backoff.succeeded();
+        let slot = match limiter.admit(peer.ip()) {
+            Ok(slot) => Arc::new(slot),
+            Err(why) => {
+                limiter.log_refusal(peer.ip(), why);
+                if tls.is_none() {
+                    admission::refuse_plain(stream);
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (app, builder) = (app.clone(), builder.clone());
         match &tls {
             None => {
-                tokio::spawn(serve_connection(builder, app, stream));
+                tokio::spawn(serve_connection(builder, app, stream, slot));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -205,7 +262,7 @@ async fn accept_loop(
                 // the accept loop.
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_connection(builder, app, tls_stream).await,
+                        Ok(Ok(tls_stream)) => serve_connection(builder, app, tls_stream, slot).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -215,13 +272,17 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<S>(builder: Arc<hyper::server::conn::http1::Builder>, app: axum::Router, stream: S)
+/// Serve one HTTP connection. Every request carries the connection's slot (an extension), so a
+/// websocket upgrade can keep it for as long as the websocket lives.
+async fn serve_connection<S>(builder: Arc<hyper::server::conn::http1::Builder>, app: axum::Router, stream: S, slot: Arc<admission::Slot>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    let service = TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(slot.clone());
+        tower::ServiceExt::oneshot(app.clone(), req)
+    });
     if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
         tracing::debug!(error = %e, "http connection error");
     }

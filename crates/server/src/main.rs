@@ -163,6 +163,8 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    // Before the runtime and the listener: the default connection limit follows this value.
+    happn_rs::admission::raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
