@@ -267,8 +267,8 @@ impl MatchCache {
 
 const MATCH_CACHE_ENTRIES: usize = 4096;
 /// A thread's cache holds at most this many bytes of results (cleared when an entry would pass
-/// it): with one cache per worker thread, 2 MiB each. Room for 4,096 lists of a few deliveries.
-const MATCH_CACHE_BYTES: usize = 2 * 1024 * 1024;
+/// it): with one cache per worker thread, 1 MiB each. Room for 4,096 lists of a few deliveries.
+const MATCH_CACHE_BYTES: usize = 1024 * 1024;
 /// Lists longer than this are matched afresh on every publish (see [`LocalCache::put`]).
 const MATCH_CACHE_LONGEST: usize = 256;
 
