@@ -179,11 +179,16 @@ struct MatchCache {
 /// of its subscriptions. Per thread, so a publish that hits it touches no memory another core
 /// writes (a shared cache's lock, a shared result's reference count), which is what a shared
 /// cache cost per set once anyone subscribed.
+///
+/// Bounded in bytes as well as entries: every entry holds its whole delivery list, so a count
+/// bound alone let many subscribers times many distinct paths hold hundreds of MiB per thread.
 #[derive(Default)]
 struct LocalCache {
     owner: u64,
     generation: u64,
     results: MatchCache,
+    /// Estimated heap bytes of `results` ([`entry_bytes`] summed), at most [`MATCH_CACHE_BYTES`].
+    bytes: usize,
 }
 
 impl LocalCache {
@@ -195,13 +200,44 @@ impl LocalCache {
     }
 
     fn put(&mut self, owner: u64, generation: u64, kind: EventKind, path: &str, found: Arc<[Delivery]>) {
-        if self.owner != owner || self.generation != generation || self.results.len() >= MATCH_CACHE_ENTRIES {
+        // A long list is not kept: matching again costs little next to delivering that many
+        // events, and a few such lists would crowd out every short one.
+        if found.len() > MATCH_CACHE_LONGEST {
+            return;
+        }
+        let cost = entry_bytes(path, &found);
+        if self.owner != owner
+            || self.generation != generation
+            || self.results.len() >= MATCH_CACHE_ENTRIES
+            || self.bytes + cost > MATCH_CACHE_BYTES
+        {
             self.results.clear();
+            self.bytes = 0;
             self.owner = owner;
             self.generation = generation;
         }
-        self.results.by_kind[MatchCache::slot(kind)].insert(path.into(), found);
+        if let Some(old) = self.results.by_kind[MatchCache::slot(kind)].insert(path.into(), found) {
+            self.bytes -= entry_bytes(path, &old);
+        }
+        self.bytes += cost;
     }
+}
+
+/// The heap an entry holds, estimated: its map slot and key, the list (with its reference
+/// counts), and each channel name the list points to (one allocation per matched channel,
+/// shared by that channel's consecutive deliveries). Allocator rounding is left out; the bound
+/// is about growth with list length, not exact bytes.
+fn entry_bytes(path: &str, found: &[Delivery]) -> usize {
+    const COUNTS: usize = 2 * std::mem::size_of::<usize>();
+    let mut names = 0;
+    let mut last: *const u8 = std::ptr::null();
+    for (_, channel) in found {
+        if channel.as_ptr() != last {
+            last = channel.as_ptr();
+            names += COUNTS + channel.len();
+        }
+    }
+    std::mem::size_of::<(Box<str>, Arc<[Delivery]>)>() + path.len() + COUNTS + std::mem::size_of_val(found) + names
 }
 
 thread_local! {
@@ -230,6 +266,11 @@ impl MatchCache {
 }
 
 const MATCH_CACHE_ENTRIES: usize = 4096;
+/// A thread's cache holds at most this many bytes of results (cleared when an entry would pass
+/// it): with one cache per worker thread, 1 MiB each. Room for 4,096 lists of a few deliveries.
+const MATCH_CACHE_BYTES: usize = 1024 * 1024;
+/// Lists longer than this are matched afresh on every publish (see [`LocalCache::put`]).
+const MATCH_CACHE_LONGEST: usize = 256;
 
 pub struct Subscriptions {
     inner: RwLock<Inner>,
@@ -471,6 +512,55 @@ mod tests {
         b.subscribe(s(1), "/SET@/x/1", 0).unwrap();
         assert_eq!(names(&b.deliveries(EventKind::Set, "/x/1")), [(1, "/SET@/x/1")]);
         assert_eq!(names(&a.deliveries(EventKind::Set, "/x/1")), [(0, "/SET@/x/*")]);
+    }
+
+    /// This thread's cache: its accounted bytes, and the bytes its entries add up to.
+    fn cache_bytes() -> (usize, usize) {
+        LOCAL_MATCHES.with(|c| {
+            let c = c.borrow();
+            let actual = c
+                .results
+                .by_kind
+                .iter()
+                .flat_map(|m| m.iter())
+                .map(|(p, l)| entry_bytes(p, l))
+                .sum();
+            (c.bytes, actual)
+        })
+    }
+
+    #[test]
+    fn the_thread_cache_stays_within_its_byte_budget() {
+        let subs = Subscriptions::new();
+        for i in 0..200 {
+            subs.subscribe(s(i), "/SET@/a/*", 0).unwrap();
+            subs.subscribe(s(i), "/ALL@/a/*/b", 0).unwrap();
+        }
+        for i in 0..MATCH_CACHE_LONGEST + 1 {
+            subs.subscribe(s(i), "/SET@/long/*", 0).unwrap();
+        }
+        let (mut peak, mut cleared) = (0, false);
+        for n in 0..3000 {
+            // Lists of 200 or 400 deliveries over two channel names, on ever new paths.
+            let (path, want) = if n % 3 == 0 {
+                (format!("/a/{n}/b"), 400)
+            } else {
+                (format!("/a/{n}"), 200)
+            };
+            assert_eq!(subs.deliveries(EventKind::Set, &path).len(), want);
+            let (bytes, actual) = cache_bytes();
+            assert_eq!(bytes, actual, "accounting matches the entries held");
+            assert!(bytes <= MATCH_CACHE_BYTES, "{bytes} bytes cached");
+            cleared |= bytes < peak;
+            peak = peak.max(bytes);
+            let long = subs.deliveries(EventKind::Set, &format!("/long/{n}"));
+            assert_eq!(long.len(), MATCH_CACHE_LONGEST + 1);
+            assert_eq!(cache_bytes().0, bytes, "a list over the longest cached is not kept");
+        }
+        assert!(cleared && peak > MATCH_CACHE_BYTES / 2, "the budget was reached (peak {peak})");
+        // Short lists are still served from the cache.
+        let first = subs.deliveries(EventKind::Set, "/a/x");
+        assert!(Arc::ptr_eq(&first, &subs.deliveries(EventKind::Set, "/a/x")));
     }
 
     #[test]

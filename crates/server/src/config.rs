@@ -13,6 +13,27 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Outbound bytes queued for one connection before it counts as a slow consumer and is closed.
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
+/// The default budget for outbound bytes queued across all connections: a quarter of the
+/// memory the server may use (physical memory, or the cgroup's limit when lower), kept between
+/// 256 MiB and 16 GiB; 1 GiB where that cannot be read.
+pub fn default_total_queue_bytes() -> usize {
+    static DEFAULT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let physical = read("/proc/meminfo").and_then(|m| {
+            let kib = m.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+            kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
+        });
+        let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+            .into_iter()
+            .find_map(|p| read(p)?.trim().parse::<u64>().ok());
+        match physical.into_iter().chain(cgroup).min() {
+            Some(bytes) => (bytes / 4).clamp(256 << 20, 16 << 30) as usize,
+            None => 1 << 30,
+        }
+    })
+}
+
 /// Where data lives.
 #[derive(Debug, Clone)]
 pub struct DataConfig {
@@ -75,6 +96,8 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Bytes a connection may have queued for sending before it is closed as a slow consumer.
     pub max_queue_bytes: usize,
+    /// Bytes queued for sending across all connections before the largest queues are closed.
+    pub max_total_queue_bytes: usize,
     pub security: SecurityConfig,
     /// Primus heartbeat: unsolicited pongs allowed before a silent socket is closed (min 2).
     pub allow_skipped_heartbeats: u32,
@@ -126,6 +149,7 @@ impl Default for Config {
             encrypt_payloads: false,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
+            max_total_queue_bytes: default_total_queue_bytes(),
             security: SecurityConfig::default(),
             allow_skipped_heartbeats: 2,
             pong_skip_time_ms: 1000,
@@ -285,6 +309,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "dataDir" => c.data.dir = PathBuf::from(r.string("dataDir", v)?),
             "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
             "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
+            "maxTotalQueueBytes" => c.max_total_queue_bytes = r.uint(key, v, 1 << 44)?.max(1 << 20) as usize,
             "encryptPayloads" => c.encrypt_payloads = r.boolean("encryptPayloads", v)?,
             "transport" => c.transport = crate::tls::Transport::from_value(v, r.warnings)?,
             "static" => c.static_dir = Some(PathBuf::from(r.string("static", v)?)),
@@ -683,6 +708,19 @@ mod tests {
         let e = from_value(&json!({"connections": {"maxPerIp": -1}})).err().unwrap().to_string();
         assert!(e.contains("connections.maxPerIp"), "{e}");
         assert!(from_value(&json!({"connections": {"headerTimeout": 0}})).is_err());
+    }
+
+    #[test]
+    fn total_queue_budget() {
+        let d = default_total_queue_bytes();
+        assert!((256 << 20..=16 << 30).contains(&d), "default {d}");
+        let l = from_value(&json!({"maxTotalQueueBytes": 64 << 20})).unwrap();
+        assert_eq!(l.config.max_total_queue_bytes, 64 << 20);
+        assert_eq!(
+            from_value(&json!({"maxTotalQueueBytes": 5})).unwrap().config.max_total_queue_bytes,
+            1 << 20
+        );
+        assert!(from_value(&json!({"maxTotalQueueBytes": "1GB"})).is_err());
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Connection {
     fn new(io: Stream, preread: Bytes, state: Arc<AppState>, heartbeat: Heartbeat) -> Self {
         // hyper's leftover bytes share its whole 8 KiB read buffer: copy them, let it go.
         let ws = WsSocket::new(io, &preread, state.config.max_frame_bytes);
-        let (tx, rx) = outbox(state.config.max_queue_bytes);
+        let (tx, rx) = outbox(state.config.max_queue_bytes, &state.queue_budget);
         let key = state.register(tx.clone());
         let deadline = heartbeat.interval.map(|i| Instant::now() + i);
         Connection {
@@ -199,6 +199,7 @@ impl Connection {
                     self.close_by = Some(by);
                     self.timer.as_mut().reset(by);
                 }
+                Wake::Overflow if self.tx.evicted() => return End::Drop, // logged by `shed_queues`
                 Wake::Overflow => {
                     // The client stopped reading: drop it rather than buffer without bound.
                     let who = self

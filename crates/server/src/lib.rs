@@ -153,6 +153,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let listener = bind(&addr).await.map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
     let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
     let state = Arc::new(AppState::new(config, name, keypair, data, security));
+    tokio::spawn(state::shed_queues_task(Arc::downgrade(&state)));
     let app = http::router(state.clone(), static_files);
     let limits = &state.config.connections;
     let max = limits

@@ -3,13 +3,94 @@
 //! task drains it into the socket. A client that stops reading cannot make the server buffer
 //! without limit: once its queue holds more than the limit, the queue is marked overflowed and
 //! the connection is closed.
+//!
+//! Every queue also counts towards a server-wide budget ([`QueueBudget`]): many connections each
+//! under their own limit can still add up to more than the machine has, so once the total passes
+//! the budget the connections holding the most are closed first (see `AppState::shed_queues`).
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
+use tokio::sync::Notify;
+
+/// Queues count towards the server-wide total in steps of this many bytes (rounded down): the
+/// total is shared by every core, and a connection that queues a reply and drains it again
+/// (nearly all of them, nearly always) never crosses a step, so it never writes the shared
+/// count. Queues under one step are not counted; the budget is about the ones that pile up.
+pub const BUDGET_STEP: usize = 64 * 1024;
+
+/// The server-wide budget for queued outbound bytes: a running total (in [`BUDGET_STEP`]s) over
+/// every connection's queue, and a wake-up for the task that closes the largest queues once the
+/// total passes the limit.
+pub struct QueueBudget {
+    /// Signed: a queue's steps are counted just after its own count changes, so a step taken
+    /// off by the receiver can land here a moment before the push that added it.
+    queued: AtomicI64,
+    limit: i64,
+    /// A wake-up is pending: set by the push that finds the total over the limit, cleared by the
+    /// shedding task before it looks, so at most one wake-up is outstanding.
+    over: AtomicBool,
+    wake: Arc<Notify>,
+    /// Connections closed for the budget, and the bytes they had queued (metrics).
+    pub evictions: AtomicU64,
+    pub evicted_bytes: AtomicU64,
+}
+
+impl QueueBudget {
+    pub fn new(limit: usize) -> Arc<QueueBudget> {
+        Arc::new(QueueBudget {
+            queued: AtomicI64::new(0),
+            limit: limit.min(i64::MAX as usize) as i64,
+            over: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+            evictions: AtomicU64::new(0),
+            evicted_bytes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// The total counted: every queue's bytes, each rounded down to a [`BUDGET_STEP`].
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire).max(0) as usize
+    }
+
+    /// Notified when the total passes the limit (and when the budget is dropped, so a waiting
+    /// task can notice the server is gone). Take it once: the task holds it, not the budget.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Before looking at the queues: a later push over the limit wakes the task again.
+    pub fn rearm(&self) {
+        self.over.store(false, Ordering::Release);
+    }
+
+    /// A queue went from `before` to `after` bytes: count the steps it crossed.
+    fn account(&self, before: usize, after: usize) {
+        let (was, now) = (before / BUDGET_STEP, after / BUDGET_STEP);
+        if now > was {
+            let add = ((now - was) * BUDGET_STEP) as i64;
+            let total = self.queued.fetch_add(add, Ordering::AcqRel) + add;
+            if total > self.limit && !self.over.load(Ordering::Acquire) && !self.over.swap(true, Ordering::AcqRel) {
+                self.wake.notify_one();
+            }
+        } else if now < was {
+            self.queued.fetch_sub(((was - now) * BUDGET_STEP) as i64, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for QueueBudget {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
 
 #[derive(Debug)]
 pub enum Outbound {
@@ -41,6 +122,9 @@ struct Shared {
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
+    /// Closed to bring the server-wide total back under its budget.
+    evicted: AtomicBool,
+    budget: Arc<QueueBudget>,
     /// A close is queued: the connection gives the client a grace period from now on, even if
     /// the close frame itself cannot be written yet (a client that stopped reading).
     close_queued: AtomicBool,
@@ -55,7 +139,7 @@ pub struct OutboxReceiver {
     shared: Arc<Shared>,
 }
 
-pub fn outbox(limit_bytes: usize) -> (Outbox, OutboxReceiver) {
+pub fn outbox(limit_bytes: usize, budget: &Arc<QueueBudget>) -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             items: VecDeque::new(),
@@ -65,6 +149,8 @@ pub fn outbox(limit_bytes: usize) -> (Outbox, OutboxReceiver) {
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         overflowed: AtomicBool::new(false),
+        evicted: AtomicBool::new(false),
+        budget: budget.clone(),
         close_queued: AtomicBool::new(false),
     });
     (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
@@ -105,6 +191,10 @@ impl Outbox {
     }
 
     fn queue_frame(&self, frame: String, clear: bool) -> bool {
+        if self.shared.evicted.load(Ordering::Acquire) {
+            // Closing for the budget: what it holds is on its way out, nothing is added.
+            return false;
+        }
         let len = frame.len();
         let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.shared.limit && before > 0 {
@@ -114,9 +204,13 @@ impl Outbox {
             }
             return false;
         }
+        // Every byte counted here is uncounted exactly once: taken by the receiver, dropped
+        // with the queue, or taken back just below.
+        self.shared.budget.account(before, before + len);
         let item = if clear { Outbound::Clear(frame) } else { Outbound::Text(frame) };
         if !self.push(item) {
-            self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            let before = self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+            self.shared.budget.account(before, before - len);
             return false;
         }
         true
@@ -137,6 +231,21 @@ impl Outbox {
     pub fn limit(&self) -> usize {
         self.shared.limit
     }
+
+    /// Close this connection to bring the server-wide total under budget: it takes no more
+    /// frames, and its task ends (dropping what is queued) as for an overflow. False when it
+    /// was already closing for that.
+    pub fn evict(&self) -> bool {
+        if self.shared.evicted.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.shared.waker.wake();
+        true
+    }
+
+    pub fn evicted(&self) -> bool {
+        self.shared.evicted.load(Ordering::Acquire)
+    }
 }
 
 impl OutboxReceiver {
@@ -146,8 +255,9 @@ impl OutboxReceiver {
         self.shared.waker.register(waker);
     }
 
+    /// Over its own limit, or closed for the server-wide budget: either way the task ends.
     pub fn overflowed(&self) -> bool {
-        self.shared.overflowed.load(Ordering::Acquire)
+        self.shared.overflowed.load(Ordering::Acquire) || self.shared.evicted.load(Ordering::Acquire)
     }
 
     pub fn close_queued(&self) -> bool {
@@ -166,17 +276,34 @@ impl OutboxReceiver {
     pub fn try_recv(&mut self) -> Option<Outbound> {
         let item = self.shared.queue.lock().items.pop_front();
         if let Some(Outbound::Text(t) | Outbound::Clear(t)) = &item {
-            self.shared.queued.fetch_sub(t.len(), Ordering::AcqRel);
+            self.uncount(t.len());
         }
         item
+    }
+
+    fn uncount(&self, len: usize) {
+        let before = self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+        self.shared.budget.account(before, before - len);
     }
 }
 
 impl Drop for OutboxReceiver {
     fn drop(&mut self) {
-        let mut q = self.shared.queue.lock();
-        q.receiver_gone = true;
-        q.items.clear();
+        let dropped: usize = {
+            let mut q = self.shared.queue.lock();
+            q.receiver_gone = true;
+            q.items
+                .drain(..)
+                .map(|item| match item {
+                    Outbound::Text(t) | Outbound::Clear(t) => t.len(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        // Exactly the bytes of the frames still queued: a push racing with this one either
+        // queued its frame before (and is in `dropped`) or finds the receiver gone and takes its
+        // own bytes back.
+        self.uncount(dropped);
     }
 }
 
@@ -196,7 +323,7 @@ mod tests {
 
     #[test]
     fn bounded_by_bytes() {
-        let (tx, mut rx) = outbox(10);
+        let (tx, mut rx) = outbox(10, &QueueBudget::new(usize::MAX));
         assert!(tx.text("12345".into()));
         assert!(tx.text("12345".into()));
         assert!(!rx.overflowed());
@@ -205,13 +332,13 @@ mod tests {
         assert!(matches!(rx.try_recv(), Some(Outbound::Text(_))));
         assert_eq!(tx.queued_bytes(), 5);
         // A single frame larger than the limit still goes through on an empty queue.
-        let (tx, _rx) = outbox(4);
+        let (tx, _rx) = outbox(4, &QueueBudget::new(usize::MAX));
         assert!(tx.text("123456".into()));
     }
 
     #[test]
     fn wakes_on_the_first_item_and_on_overflow() {
-        let (tx, mut rx) = outbox(10);
+        let (tx, mut rx) = outbox(10, &QueueBudget::new(usize::MAX));
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         rx.register(&Waker::from(counter.clone()));
         tx.text("a".into());
@@ -228,8 +355,47 @@ mod tests {
     }
 
     #[test]
+    fn the_server_wide_total_counts_whole_steps() {
+        let budget = QueueBudget::new(2 * BUDGET_STEP);
+        let wake = budget.wake_handle();
+        let (tx, mut rx) = outbox(usize::MAX, &budget);
+        let (other, other_rx) = outbox(usize::MAX, &budget);
+        let step = "x".repeat(BUDGET_STEP / 2);
+        tx.text(step.clone());
+        assert_eq!(budget.queued(), 0, "under one step: not counted");
+        tx.text(step.clone());
+        tx.text(step.clone());
+        assert_eq!(budget.queued(), BUDGET_STEP);
+        for _ in 0..3 {
+            other.text(step.clone());
+        }
+        assert_eq!(budget.queued(), 2 * BUDGET_STEP, "at the limit, not over");
+        assert!(!budget.over.load(Ordering::Acquire));
+        tx.text(step.clone());
+        assert_eq!(budget.queued(), 3 * BUDGET_STEP);
+        assert!(budget.over.load(Ordering::Acquire), "over the limit: the shedding task is woken");
+        // The notification is stored for the task even though nobody waited yet.
+        futures_util::FutureExt::now_or_never(wake.notified()).expect("notified");
+        // Taking frames off uncounts them; a dropped receiver uncounts all it held.
+        rx.try_recv();
+        assert_eq!(budget.queued(), 2 * BUDGET_STEP);
+        rx.try_recv();
+        assert_eq!(budget.queued(), 2 * BUDGET_STEP, "one step left on each");
+        drop(other_rx);
+        assert_eq!(budget.queued(), BUDGET_STEP);
+        // Evicted: the queue takes nothing more and its task sees it as an overflow.
+        assert!(tx.evict());
+        assert!(!tx.evict(), "once");
+        assert!(rx.overflowed());
+        assert!(!tx.text("more".into()));
+        drop(rx);
+        assert_eq!(budget.queued(), 0);
+        assert_eq!(tx.queued_bytes(), 0);
+    }
+
+    #[test]
     fn nothing_is_queued_once_the_receiver_is_gone() {
-        let (tx, rx) = outbox(100);
+        let (tx, rx) = outbox(100, &QueueBudget::new(usize::MAX));
         drop(rx);
         assert!(!tx.text("a".into()));
         assert_eq!(tx.queued_bytes(), 0);

@@ -2,7 +2,7 @@
 //! and shutdown notices are delivered through.
 
 use crate::config::Config;
-pub use crate::outbox::{Outbound, Outbox};
+pub use crate::outbox::{Outbound, Outbox, QueueBudget};
 use happn_engine::data::DataService;
 use happn_engine::pubsub::Subscriptions;
 use happn_engine::security::Security;
@@ -10,7 +10,8 @@ use happn_engine::session::SessionIndexes;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// A connection as other tasks see it.
 #[derive(Clone)]
@@ -34,6 +35,9 @@ pub struct AppState {
     pub security: Security,
     pub subscriptions: Subscriptions,
     pub indexes: SessionIndexes,
+    /// Outbound bytes queued across all connections (`maxTotalQueueBytes`), with the count of
+    /// connections closed to keep within it.
+    pub queue_budget: Arc<QueueBudget>,
     peers: RwLock<HashMap<u64, Peer>>,
     next_key: AtomicU64,
 }
@@ -41,6 +45,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config, name: String, keypair: crate::system::ServerKeyPair, data: Arc<DataService>, security: Security) -> Self {
         AppState {
+            queue_budget: QueueBudget::new(config.max_total_queue_bytes),
             config,
             name,
             public_key: keypair.public_key,
@@ -112,10 +117,80 @@ impl AppState {
         self.peers.read().len()
     }
 
+    /// Close the connections holding the most queued output until the rest fit the server-wide
+    /// budget with an eighth to spare: clients that stop reading tend to do so together (a
+    /// stalled network, a paused process), and closing only just enough would have the next
+    /// one over the budget a moment later, each time after the memory was spent. Runs when a
+    /// push finds the total over the budget (never per push) and looks at every connection once.
+    /// Connections already closing for it are left out: their queues go when their tasks end.
+    /// Returns how many were closed.
+    pub fn shed_queues(&self) -> usize {
+        use crate::outbox::BUDGET_STEP;
+        let budget = &self.queue_budget;
+        let peers = self.peers.read();
+        let mut total = 0;
+        let mut largest: Vec<(usize, u64)> = Vec::new();
+        for (key, p) in peers.iter().filter(|(_, p)| !p.tx.evicted()) {
+            // Counted as the budget counts them: in whole steps.
+            let counted = p.tx.queued_bytes() / BUDGET_STEP * BUDGET_STEP;
+            if counted > 0 {
+                total += counted;
+                largest.push((counted, *key));
+            }
+        }
+        if total <= budget.limit() {
+            return 0;
+        }
+        largest.sort_unstable_by(|a, b| b.cmp(a));
+        let target = budget.limit() - budget.limit() / 8;
+        let mut closed = 0;
+        for (counted, key) in largest {
+            if total <= target {
+                break;
+            }
+            let p = &peers[&key];
+            if !p.tx.evict() {
+                continue;
+            }
+            let queued = p.tx.queued_bytes();
+            budget.evictions.fetch_add(1, Ordering::Relaxed);
+            budget.evicted_bytes.fetch_add(queued as u64, Ordering::Relaxed);
+            tracing::warn!(
+                conn = key,
+                session = p.session_id.as_deref().unwrap_or("(not logged in)"),
+                queued,
+                total,
+                budget = budget.limit(),
+                "closing connection: outbound queues of all connections over the server-wide budget (maxTotalQueueBytes), this one holds the most"
+            );
+            total -= counted;
+            closed += 1;
+        }
+        closed
+    }
+
     /// Ask every connection to close, with the given frames first.
     pub fn close_all(&self, preface: &[String]) {
         for p in self.peers.read().values() {
             p.tx.close(preface.to_vec(), 1000, String::new());
         }
+    }
+}
+
+/// Keeps queued output within the server-wide budget for as long as the server lives: woken by
+/// a push that finds the total over it, it closes the largest queues, then rests a moment so a
+/// burst of pushes costs at most one look at the connections per 10 ms.
+pub async fn shed_queues_task(state: Weak<AppState>) {
+    let Some(wake) = state.upgrade().map(|s| s.queue_budget.wake_handle()) else {
+        return;
+    };
+    loop {
+        // Also woken when the budget is dropped with the state: then the upgrade fails.
+        wake.notified().await;
+        let Some(state) = state.upgrade() else { return };
+        state.queue_budget.rearm();
+        state.shed_queues();
+        drop(state);
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
