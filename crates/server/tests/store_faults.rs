@@ -165,23 +165,26 @@ async fn a_full_disk_fails_sets_until_space_is_freed_without_a_restart() {
     assert!(acked > 5, "only {acked} sets fit");
     assert!(error.to_string().contains("disk full"), "{error}");
 
-    // While full: sets fail at once with the cause, gets answer as before (and quickly).
+    // While full: sets fail with the cause (at once while the store waits to reopen its file;
+    // once reopened, a set that fits in the file's free pages may succeed), and gets answer as
+    // before, quickly.
     let mut id = 10_000;
+    let mut refused = 0;
     for i in 0..20 {
         id += 1;
         let t = Instant::now();
-        let r = call(&mut ws, json!({"action":"set","eventId":id,"path":"/during","data":{"v":i}})).await;
-        assert_ne!(r["_meta"]["status"], "ok", "a set succeeded on a full disk: {r}");
-        assert!(r.to_string().contains("store unavailable"), "{r}");
+        let path = format!("/during/{i}");
+        let r = call(&mut ws, json!({"action":"set","eventId":id,"path":path,"data":{"v":body}})).await;
+        if r["_meta"]["status"] != "ok" {
+            assert!(r.to_string().contains("disk full"), "{r}");
+            refused += 1;
+        }
         id += 1;
         let r = call(&mut ws, json!({"action":"get","eventId":id,"path":"/fill/0"})).await;
         assert_eq!(r["data"]["v"], json!(body));
-        assert!(
-            t.elapsed() < Duration::from_millis(200),
-            "a failing set and a get took {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() < Duration::from_millis(200), "a set and a get took {:?}", t.elapsed());
     }
+    assert!(refused > 0, "every set succeeded on a full disk");
 
     // Space is back: sets work again on the same server.
     std::fs::remove_file(&ballast).unwrap();

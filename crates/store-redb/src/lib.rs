@@ -81,7 +81,12 @@
 //! (redb repairs the file if needed) the mirror is reloaded from the file, so memory never shows
 //! a write the file does not hold: a failed write is never applied to it, and a commit whose
 //! fsync failed but which reached the disk anyway shows up. Acknowledged writes are not lost
-//! (in relaxed mode, those not yet durable may be, as in a crash). See `tests/faults.rs`.
+//! (in relaxed mode, those not yet durable may be, as in a crash). A disk that stays full may
+//! still let the reopen through (redb reuses free pages inside its file), so writes that fit
+//! succeed and the next one that needs room breaks the store again; a failure within a minute of
+//! a recovery continues the back-off rather than restarting it, and each wait is at least ten
+//! times what the last reopen took, so repairing a large file cannot keep the disk busy. See
+//! `tests/faults.rs`.
 //!
 //! A data file of 0 bytes is refused (`StoreError::Corrupt`) unless
 //! [`OpenOptions::accept_empty_file`] is set: it is not what this store leaves behind (a new

@@ -42,8 +42,9 @@ const MAX_GROUP: usize = 4096;
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
 /// First wait before reopening the file after an I/O error; it doubles after each failed
-/// attempt up to [`MAX_RETRY`]. Each attempt may walk the whole file to repair it, hence the cap
-/// is not shorter.
+/// attempt up to [`MAX_RETRY`], and is never less than ten times what the last reopen took: an
+/// attempt may walk the whole file to repair it, which must not keep the writer (and the disk)
+/// busy on a large file.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 pub const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -282,7 +283,7 @@ impl Writer {
         let cause = errors::message(error).to_string();
         let now = Instant::now();
         let backoff = match self.recovered {
-            Some((at, backoff)) if now - at < RELAPSE_WINDOW => (backoff * 2).min(MAX_RETRY),
+            Some((at, backoff)) if now - at < RELAPSE_WINDOW => (backoff * 2).min(MAX_RETRY.max(backoff)),
             _ => FIRST_RETRY,
         };
         tracing::error!(
@@ -313,10 +314,12 @@ impl Writer {
     fn try_reopen(&mut self) {
         let Some(broken) = self.broken.as_mut() else { return };
         broken.attempts += 1;
+        let started = Instant::now();
         let reopened = (self.reopen)().and_then(|db| {
             let records = crate::scan(&db, &self.file, &Pattern::new("*"))?;
             Ok((db, records))
         });
+        let floor = started.elapsed() * 10;
         match reopened {
             Ok((db, records)) => {
                 // Nothing else writes the mirror, and no write is applied while broken: after
@@ -335,13 +338,13 @@ impl Writer {
                         "{changed} records in memory differed from the file after the I/O error; memory now shows the file"
                     );
                 }
-                self.recovered = Some((Instant::now(), broken.backoff));
+                self.recovered = Some((Instant::now(), broken.backoff.max(floor)));
                 self.db = Some(db);
                 self.broken = None;
                 self.health.set(None);
             }
             Err(e) => {
-                broken.backoff = (broken.backoff * 2).min(MAX_RETRY);
+                broken.backoff = (broken.backoff * 2).min(MAX_RETRY).max(floor);
                 broken.next_attempt = Instant::now() + broken.backoff;
                 broken.cause = errors::message(&e).to_string();
                 tracing::warn!(

@@ -486,9 +486,13 @@ async fn a_real_full_filesystem_is_recovered_from_without_a_restart() {
         matches!(&err, StoreError::Io(m) if m.contains("disk full") && m.contains("full.redb")),
         "{err}"
     );
-    let err = s.write(WriteBatch::put(rec("/during", json!(1)))).await.unwrap_err();
-    assert!(message(&err).contains("store unavailable"), "{err}");
-    assert!(!s.health().is_healthy());
+    // Later writes fail at once while the store waits to reopen its file; once it has reopened
+    // it (which a full disk allows), those that fit in the file's free pages succeed and the
+    // others fail again with the cause. Never a wrong answer.
+    let during = s.write(WriteBatch::put(rec("/during", json!(1)))).await;
+    if let Err(e) = &during {
+        assert!(message(e).contains("disk full"), "{e}");
+    }
     for i in [0, acked / 2, acked - 1] {
         assert!(s.get(&format!("/full/{i:05}/3")).await.unwrap().is_some(), "acknowledged batch {i}");
     }
@@ -507,6 +511,8 @@ async fn a_real_full_filesystem_is_recovered_from_without_a_restart() {
             assert_eq!(r.expect("acknowledged write lost").data["value"], json!(body));
         }
     }
-    assert!(disk.iter().all(|r| r.path != "/during"));
+    if during.is_ok() {
+        assert!(disk.iter().any(|r| r.path == "/during"), "acknowledged /during lost");
+    }
     drop(fs);
 }
