@@ -47,6 +47,9 @@ pub struct DataConfig {
     pub relaxed: bool,
     /// The original's `datastores`: path-routed stores.
     pub datastores: Vec<DatastoreSpec>,
+    /// `acceptEmptyFile` / `--accept-empty-data-file`: start a new database in a data file of 0
+    /// bytes instead of refusing to start (a missing file always becomes a new database).
+    pub accept_empty_file: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -70,6 +73,7 @@ impl DataConfig {
             file: DEFAULT_DATA_FILE.into(),
             relaxed: false,
             datastores: Vec::new(),
+            accept_empty_file: false,
         }
     }
 
@@ -548,6 +552,7 @@ fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut
                     })
                 }
             },
+            "acceptEmptyFile" => data.accept_empty_file = r.boolean(&dk, v)?,
             "compactInterval" => r.unsupported(&dk, "the embedded store reclaims space as it goes"),
             "datastores" => {
                 let list = v.as_array().ok_or_else(|| ConfigError::Type {

@@ -20,7 +20,7 @@ use happn_engine::data::DataService;
 use happn_engine::security::Security;
 use happn_engine::storage::{MemoryStore, Route, RoutedStore, Store};
 use happn_engine::Pattern;
-use happn_store_redb::{DurabilityOptions, RedbStore};
+use happn_store_redb::{DurabilityOptions, OpenOptions, RedbStore};
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,12 +34,33 @@ pub enum StartError {
     Data(#[from] happn_engine::DataError),
     #[error("cannot open the data store {path}: {err}")]
     Store { path: String, err: happn_engine::StoreError },
+    #[error(
+        "the data file {path} is empty (0 bytes): it holds no database, and the server will not start on it as a \
+         new, empty one in case its data was lost. To start with an empty database, delete the file (a new one \
+         is created), or pass --accept-empty-data-file (services.data.config.acceptEmptyFile: true)"
+    )]
+    EmptyDataFile { path: String },
     #[error("https: {0}")]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Static(#[from] http::static_files::StaticDirError),
     #[error("{0}")]
     Config(#[from] config::ConfigError),
+}
+
+impl StartError {
+    /// The process exit code for this failure: 2 when the operator must fix the configuration or
+    /// a data file the server refuses (an empty or corrupt one), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::EmptyDataFile { .. } | StartError::Config(_) => 2,
+            StartError::Store {
+                err: happn_engine::StoreError::Corrupt(_),
+                ..
+            } => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Open the stores the config asks for: one durable file by default, everything in memory with
@@ -62,9 +83,17 @@ fn open_file(data: &config::DataConfig, file: &str) -> Result<Arc<dyn Store>, St
         DurabilityOptions::DURABLE
     };
     let path = data.path_of(file);
-    let store = RedbStore::open(&path, options).map_err(|err| StartError::Store {
-        path: path.display().to_string(),
-        err,
+    let open = OpenOptions {
+        durability: options,
+        accept_empty_file: data.accept_empty_file,
+    };
+    let store = RedbStore::open_with(&path, open).map_err(|err| {
+        let empty = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+        let path = path.display().to_string();
+        match err {
+            happn_engine::StoreError::Corrupt(_) if empty => StartError::EmptyDataFile { path },
+            err => StartError::Store { path, err },
+        }
     })?;
     tracing::info!(file = %path.display(), relaxed = data.relaxed, "durable store open");
     Ok(Arc::new(store))

@@ -42,6 +42,9 @@ struct Cli {
     /// Keep everything in memory: nothing survives a restart
     #[arg(long)]
     memory: bool,
+    /// Start a new database in a data file of 0 bytes (refused by default: its data may be lost)
+    #[arg(long)]
+    accept_empty_data_file: bool,
     /// Serve the files of this folder over HTTP (guarded by /@HTTP permissions in secure mode)
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
@@ -124,6 +127,9 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
     if cli.memory {
         c.data.memory = true;
     }
+    if cli.accept_empty_data_file {
+        c.data.accept_empty_file = true;
+    }
     if let Some(d) = &cli.static_dir {
         c.static_dir = Some(d.clone());
     }
@@ -174,7 +180,7 @@ fn main() -> ExitCode {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("happn-rs: {e}");
-                return ExitCode::from(1);
+                return ExitCode::from(e.exit_code());
             }
         };
         println!(

@@ -44,6 +44,30 @@ fn io_error(e: io::Error, file: &str, doing: &str) -> StoreError {
     }
 }
 
+/// Whether `err` leaves the `Database` handle itself unusable. After an I/O error redb refuses
+/// every later transaction with `PreviousIo` until the handle is dropped and the file reopened
+/// (which repairs it if needed), so the writer reopens on these rather than failing forever.
+pub(crate) fn needs_reopen(err: &redb::Error) -> bool {
+    matches!(
+        err,
+        redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::Backend(_) | redb::Error::DatabaseClosed | redb::Error::LockPoisoned(_)
+    )
+}
+
+/// What a write gets while the store is waiting to reopen its file: fails at once, naming why.
+pub(crate) fn unavailable(cause: &str) -> StoreError {
+    StoreError::Io(format!(
+        "store unavailable: {cause}; writes fail until the store has reopened its file, which it retries by itself"
+    ))
+}
+
+/// The text of an error without the engine's "storage failure:" prefix.
+pub(crate) fn message(e: &StoreError) -> &str {
+    match e {
+        StoreError::Io(m) | StoreError::Corrupt(m) => m,
+    }
+}
+
 /// The engine's error is not `Clone`; one failed group commit answers many waiters.
 pub(crate) fn duplicate(e: &StoreError) -> StoreError {
     match e {

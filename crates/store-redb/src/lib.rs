@@ -70,24 +70,50 @@
 //! redb's "quick repair" is off: after an unclean shutdown the next open walks the whole file to
 //! verify checksums and rebuild the allocator state (seconds per GB), instead of every commit
 //! paying to save that state. A clean drop of the store needs no repair.
+//!
+//! # Disk faults
+//! An I/O error during a commit (disk full, a failed fsync) fails that group's writes with the
+//! cause ("disk full") and spends redb's `Database` handle. The writer thread, which owns the
+//! only handle, drops it and reopens the file by itself, with back-off from [`FIRST_RETRY`]
+//! (100 ms) doubling to [`MAX_RETRY`] (5 s), logging each failure at warn and the recovery at
+//! info. Until then every write fails at once with `store unavailable: <cause>`, reads go on from
+//! the mirror, and [`Store::health`] reports `Unwritable` with the cause. After reopening
+//! (redb repairs the file if needed) the mirror is reloaded from the file, so memory never shows
+//! a write the file does not hold: a failed write is never applied to it, and a commit whose
+//! fsync failed but which reached the disk anyway shows up. Acknowledged writes are not lost
+//! (in relaxed mode, those not yet durable may be, as in a crash). A disk that stays full may
+//! still let the reopen through (redb reuses free pages inside its file), so writes that fit
+//! succeed and the next one that needs room breaks the store again; a failure within a minute of
+//! a recovery continues the back-off rather than restarting it, and each wait is at least ten
+//! times what the last reopen took, so repairing a large file cannot keep the disk busy. See
+//! `tests/faults.rs`.
+//!
+//! A data file of 0 bytes is refused (`StoreError::Corrupt`) unless
+//! [`OpenOptions::accept_empty_file`] is set: it is not what this store leaves behind (a new
+//! file is created under a temporary name and linked into place once initialised), so it is more
+//! likely a file whose data was lost than a new database.
 
 mod codec;
 mod errors;
 mod writer;
 
+/// The redb this store is built on, for [`RedbStore::open_with_backend`].
+pub use redb;
+pub use writer::{FIRST_RETRY, MAX_RETRY};
+
 use async_trait::async_trait;
-use happn_engine::storage::{MemoryStore, Store, WriteBatch};
+use happn_engine::storage::{MemoryStore, Store, StoreHealth, WriteBatch};
 use happn_engine::{Millis, Pattern, Record, StoreError};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use writer::{Counters, Job, Msg, Op, Writer};
+use writer::{Counters, Health, Job, Msg, Op, Reopen, Writer};
 
 /// The one table: path → encoded record.
 pub(crate) const RECORDS: TableDefinition<&'static str, &'static [u8]> = TableDefinition::new("records");
@@ -122,83 +148,144 @@ pub struct CommitStats {
     pub group_failures: u64,
 }
 
+/// How [`RedbStore::open_with`] opens the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub durability: DurabilityOptions,
+    /// `false` (default): an existing file of 0 bytes is refused (`StoreError::Corrupt`) rather
+    /// than silently becoming an empty database, since it may be a file whose data was lost (a
+    /// truncating copy, a restore that failed). `true`: a new database is created in it. A
+    /// missing file always becomes a new database.
+    pub accept_empty_file: bool,
+}
+
 /// The durable store: see the crate docs.
 pub struct RedbStore {
-    db: Arc<Database>,
     /// Every record, in memory: reads never touch redb (like the original's nedb, which keeps
-    /// the whole database in memory). The writer thread updates it after each commit.
+    /// the whole database in memory). The writer thread updates it after each commit. It owns
+    /// the only `Database` handle, so it can drop and reopen it after an I/O error.
     mirror: Arc<MemoryStore>,
     file: Arc<PathBuf>,
     options: DurabilityOptions,
+    health: Arc<Health>,
     /// `None` only while dropping (closing the channel stops the writer).
     tx: Option<mpsc::Sender<Msg>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
 
+/// Tells the files this process is creating apart (see [`create_new`]).
+static CREATING: AtomicU64 = AtomicU64::new(0);
+
 impl RedbStore {
+    /// Open (or create) the database file at `path`, creating missing parent directories;
+    /// [`RedbStore::open_with`] with the default [`OpenOptions`] but `options`.
+    pub fn open(path: &Path, options: DurabilityOptions) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with(
+            path,
+            OpenOptions {
+                durability: options,
+                ..OpenOptions::default()
+            },
+        )
+    }
+
     /// Open (or create) the database file at `path`, creating missing parent directories.
     ///
     /// This blocks: it may repair the file after a crash and compacts it; call it at startup or
     /// from a blocking task. Fails with `StoreError::Io` when the file is locked by another
     /// process (or another `RedbStore` in this one), cannot be read or written, or the disk is
-    /// full, and with `StoreError::Corrupt` when it is not a valid redb file.
-    pub fn open(path: &Path, options: DurabilityOptions) -> Result<RedbStore, StoreError> {
-        let file = Arc::new(path.to_path_buf());
+    /// full, and with `StoreError::Corrupt` when it is not a valid redb file, or is empty (0
+    /// bytes) and `accept_empty_file` is not set.
+    ///
+    /// A new file is created under a temporary name and linked into place once it holds an
+    /// initialised database, so a crash while creating it never leaves a file at `path` that
+    /// would be refused at the next start.
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<RedbStore, StoreError> {
         let io = |doing: &str, e: std::io::Error| StoreError::Io(format!("{doing} {}: {e}", path.display()));
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = parent {
             std::fs::create_dir_all(dir).map_err(|e| io("cannot create the directory of", e))?;
         }
-        let existed = path.exists();
-
-        // redb reports damage it finds as `Corrupted`, but builds of it with debug assertions
-        // panic on some of it instead (to point at the site): opening is where a damaged file is
-        // met, so a panic here is reported as corruption rather than taking the caller down.
-        let opened = std::panic::catch_unwind(|| -> Result<Database, StoreError> {
-            let mut db = Database::builder().create(path).map_err(|e| errors::map(e, path, "open"))?;
-            // Give space freed before the last close back to the OS (see "Space" in the docs).
-            db.compact().map_err(|e| errors::map(e, path, "compact"))?;
-            // Create the table up front so readers never meet a missing table.
-            let txn = db.begin_write().map_err(|e| errors::map(e, path, "open"))?;
-            txn.open_table(RECORDS).map_err(|e| errors::map(e, path, "open"))?;
-            txn.commit().map_err(|e| errors::map(e, path, "open"))?;
-            Ok(db)
-        });
-        let db = match opened {
-            Ok(result) => result?,
-            Err(panic) => {
-                let why = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown panic");
-                return Err(StoreError::Corrupt(format!("{} is corrupt (open): {why}", path.display())));
-            }
+        let empty = match std::fs::metadata(path) {
+            Ok(meta) => Some(meta.len() == 0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("cannot read", e)),
         };
-        if !existed {
+        let db = match empty {
+            Some(true) if !options.accept_empty_file => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is empty (0 bytes), so it holds no database; it is refused rather than started as a new, \
+                     empty one, in case its data was lost. Delete it to start with an empty database, or allow \
+                     empty files (OpenOptions::accept_empty_file)",
+                    path.display()
+                )))
+            }
+            // An empty file the caller accepts is initialised in place.
+            Some(true) => open_db(|| Database::builder().create(path), path, false)?,
+            Some(false) => open_db(|| Database::builder().open(path), path, true)?,
+            None => match create_new(path)? {
+                Some(db) => db,
+                // Another store created it meanwhile: open that one (it is locked if still open).
+                None => open_db(|| Database::builder().open(path), path, true)?,
+            },
+        };
+        if empty != Some(false) {
             // A new file's directory entry is not covered by redb's fsync of the file.
             sync_dir(parent.unwrap_or(Path::new("."))).map_err(|e| io("cannot sync the directory of", e))?;
         }
+        let reopen_path = path.to_path_buf();
+        // Reopening never creates: a file that vanished must not come back empty.
+        let reopen: Reopen = Box::new(move || open_db(|| Database::builder().open(&reopen_path), &reopen_path, false));
+        RedbStore::start(path, options.durability, db, reopen)
+    }
 
-        let db = Arc::new(db);
+    /// Open a store over a storage backend of the caller's (redb's [`redb::StorageBackend`]):
+    /// tests inject faults with one that wraps [`redb::backends::FileBackend`]. `backend` is
+    /// called for the first open and again for each reopen after an I/O error (the old backend
+    /// is closed first); `name` names the database in messages. An empty backend becomes a new
+    /// database.
+    pub fn open_with_backend<B, F>(name: &Path, options: DurabilityOptions, backend: F) -> Result<RedbStore, StoreError>
+    where
+        B: redb::StorageBackend,
+        F: Fn() -> Result<B, redb::DatabaseError> + Send + 'static,
+    {
+        let path = name.to_path_buf();
+        let reopen: Reopen = Box::new(move || open_db(|| Database::builder().create_with_backend(backend()?), &path, false));
+        let db = reopen()?;
+        RedbStore::start(name, options, db, reopen)
+    }
+
+    /// Load the mirror from `db` and start the writer thread, which takes `db` over.
+    fn start(path: &Path, options: DurabilityOptions, db: Database, reopen: Reopen) -> Result<RedbStore, StoreError> {
+        let file = Arc::new(path.to_path_buf());
         let mirror = Arc::new(MemoryStore::new());
         mirror.apply(WriteBatch {
             puts: scan(&db, &file, &Pattern::new("*"))?,
             removes: Vec::new(),
         });
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(db.clone(), mirror.clone(), rx, options.relaxed, counters.clone(), file.clone());
+        let writer = Writer::new(
+            db,
+            reopen,
+            health.clone(),
+            mirror.clone(),
+            rx,
+            options.relaxed,
+            counters.clone(),
+            file.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("happn-redb-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| io("cannot start the writer thread for", e))?;
+            .map_err(|e| StoreError::Io(format!("cannot start the writer thread for {}: {e}", path.display())))?;
         Ok(RedbStore {
-            db,
             mirror,
             file,
             options,
+            health,
             tx: Some(tx),
             writer: Some(handle),
             counters,
@@ -228,6 +315,7 @@ impl RedbStore {
     /// Make every write answered so far durable now (relaxed mode; in durable mode they already
     /// are, and this costs nothing).
     pub async fn sync(&self) -> Result<(), StoreError> {
+        self.health.check()?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Sync(reply))?;
         answer.await.map_err(|_| errors::writer_gone())?
@@ -242,13 +330,10 @@ impl RedbStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Vec<String>, StoreError> {
+        self.health.check()?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Job(Job { op, reply }))?;
         answer.await.map_err(|_| errors::writer_gone())?
-    }
-
-    fn map(&self, e: impl Into<redb::Error>, doing: &str) -> StoreError {
-        errors::map(e, &self.file, doing)
     }
 }
 
@@ -266,6 +351,61 @@ impl Drop for RedbStore {
     }
 }
 
+/// Open a database with `open`, compact it if asked, and create the table so readers never meet
+/// a missing one.
+fn open_db(open: impl FnOnce() -> Result<Database, redb::DatabaseError>, path: &Path, compact: bool) -> Result<Database, StoreError> {
+    // redb reports damage it finds as `Corrupted`, but builds of it with debug assertions panic
+    // on some of it instead (to point at the site): opening is where a damaged file is met, so a
+    // panic here is reported as corruption rather than taking the caller (or the writer) down.
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Database, StoreError> {
+        let mut db = open().map_err(|e| errors::map(e, path, "open"))?;
+        if compact {
+            // Give space freed before the last close back to the OS (see "Space" in the docs).
+            db.compact().map_err(|e| errors::map(e, path, "compact"))?;
+        }
+        let txn = db.begin_write().map_err(|e| errors::map(e, path, "open"))?;
+        txn.open_table(RECORDS).map_err(|e| errors::map(e, path, "open"))?;
+        txn.commit().map_err(|e| errors::map(e, path, "open"))?;
+        Ok(db)
+    }));
+    match opened {
+        Ok(result) => result,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(StoreError::Corrupt(format!("{} is corrupt (open): {why}", path.display())))
+        }
+    }
+}
+
+/// Create a new database at `path`: under a temporary name in the same directory, then linked
+/// into place once redb has initialised and fsynced it, so `path` never names a half-made file.
+/// `None` when a file appeared at `path` meanwhile (the caller opens that one).
+fn create_new(path: &Path) -> Result<Option<Database>, StoreError> {
+    let io = |doing: &str, e: std::io::Error| StoreError::Io(format!("{doing} {}: {e}", path.display()));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = CREATING.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.creating-{}-{n}", std::process::id()));
+    // A leftover of a crashed process that had this id: no live process can be using it.
+    let _ = std::fs::remove_file(&tmp);
+    let db = open_db(|| Database::builder().create(&tmp), path, false)?;
+    let placed = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // A filesystem without hard links: a rename is as atomic, only not exclusive.
+        Err(_) => std::fs::rename(&tmp, path).map(|()| true),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    match placed {
+        Ok(true) => Ok(Some(db)),
+        Ok(false) => Ok(None),
+        Err(e) => Err(io("cannot create", e)),
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -279,7 +419,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Every record in `pattern`'s literal-prefix range that matches it, ascending.
-fn scan(db: &Database, file: &Path, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
+pub(crate) fn scan(db: &Database, file: &Path, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
     let map = |e: redb::Error| errors::map(e, file, "read");
     let txn = db.begin_read().map_err(|e| map(e.into()))?;
     let table = txn.open_table(RECORDS).map_err(|e| map(e.into()))?;
@@ -333,9 +473,12 @@ impl Store for RedbStore {
         self.submit(Op::RemoveMatching(pattern.clone())).await
     }
 
+    /// The mirror's count: it holds exactly what the file holds.
     async fn len(&self) -> Result<usize, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.map(e, "read"))?;
-        let table = txn.open_table(RECORDS).map_err(|e| self.map(e, "read"))?;
-        Ok(table.len().map_err(|e| self.map(e, "read"))? as usize)
+        self.mirror.len().await
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.health.get()
     }
 }

@@ -10,17 +10,27 @@
 //! Why one thread and not a write transaction per caller: redb serialises write transactions
 //! anyway (one at a time per database), so per-caller transactions would queue on redb's lock and
 //! each pay its own fsync. Funnelling through one thread is what lets them share it.
+//!
+//! # Faults
+//! An I/O error (disk full, a failed fsync) poisons redb's `Database` handle: every later
+//! transaction fails with `PreviousIo` until the handle is dropped and the file reopened. So on
+//! such an error the thread answers the group with the error, drops the handle (releasing the
+//! file) and becomes *broken*: it answers every write at once with [`errors::unavailable`], and
+//! retries reopening the file with exponential back-off ([`FIRST_RETRY`] to [`MAX_RETRY`]).
+//! Reopening repairs the file if needed; the mirror is then reloaded from it, because a commit
+//! that reported an error may have reached the disk after all, and in relaxed mode commits not
+//! yet made durable are gone with the handle: the mirror must show what the file holds.
 
 use crate::errors::{self, duplicate};
 use crate::{FLUSH_INTERVAL, RECORDS};
-use happn_engine::storage::{MemoryStore, WriteBatch};
+use happn_engine::storage::{MemoryStore, StoreHealth, WriteBatch};
 use happn_engine::{Pattern, Record, StoreError};
 use redb::{Database, Durability, Table};
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -30,6 +40,20 @@ const MAX_GROUP: usize = 4096;
 
 /// Longest a group waits for the previous group's writers to come back (see `Writer::gather`).
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// First wait before reopening the file after an I/O error; it doubles after each failed
+/// attempt up to [`MAX_RETRY`], and is never less than ten times what the last reopen took: an
+/// attempt may walk the whole file to repair it, which must not keep the writer (and the disk)
+/// busy on a large file.
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+pub const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// A failure this soon after a recovery continues the back-off where it was instead of starting
+/// over: a disk that is still nearly full can let the reopen through and fail the next write.
+const RELAPSE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Opens the file again after an I/O error (with the table in place, like the first open).
+pub(crate) type Reopen = Box<dyn Fn() -> Result<Database, StoreError> + Send>;
 
 pub(crate) enum Op {
     /// Removes first, then puts (the memory store's order). Values are already encoded by the
@@ -54,6 +78,55 @@ pub(crate) enum Msg {
     Sync(oneshot::Sender<Result<(), StoreError>>),
 }
 
+/// Why the store takes no writes, if it does not: set by the writer, read by `health()` and by
+/// every write before it is queued (the flag keeps that to one atomic load while healthy).
+#[derive(Default)]
+pub(crate) struct Health {
+    broken: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(crate) fn get(&self) -> StoreHealth {
+        match self.unavailable_reason() {
+            None => StoreHealth::Healthy,
+            Some(reason) => StoreHealth::Unwritable { reason },
+        }
+    }
+
+    /// The error for a write while the writer is broken: it fails without queuing, so it does
+    /// not wait behind a reopen attempt (which may repair a large file).
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match self.unavailable_reason() {
+            None => Ok(()),
+            Some(reason) => Err(errors::unavailable(&reason)),
+        }
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        if !self.broken.load(Ordering::Acquire) {
+            return None;
+        }
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, reason: Option<String>) {
+        let mut guard = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        self.broken.store(reason.is_some(), Ordering::Release);
+        *guard = reason;
+    }
+}
+
+/// The writer after an I/O error, until its file is reopened.
+struct Broken {
+    /// The latest error: the first one, then the latest failed reopen's.
+    cause: String,
+    since: Instant,
+    attempts: u32,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub commits: AtomicU64,
@@ -63,7 +136,13 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct Writer {
-    db: Arc<Database>,
+    /// `None` while broken: the handle is dropped on an I/O error (see the module docs).
+    db: Option<Database>,
+    reopen: Reopen,
+    broken: Option<Broken>,
+    health: Arc<Health>,
+    /// When the file was last reopened after an I/O error, and the back-off that got there.
+    recovered: Option<(Instant, Duration)>,
     /// What readers read: updated right after each commit, before its waiters are answered.
     mirror: Arc<MemoryStore>,
     rx: Receiver<Msg>,
@@ -80,8 +159,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        db: Arc<Database>,
+        db: Database,
+        reopen: Reopen,
+        health: Arc<Health>,
         mirror: Arc<MemoryStore>,
         rx: Receiver<Msg>,
         relaxed: bool,
@@ -89,7 +171,11 @@ impl Writer {
         file: Arc<PathBuf>,
     ) -> Writer {
         Writer {
-            db,
+            db: Some(db),
+            reopen,
+            broken: None,
+            health,
+            recovered: None,
             mirror,
             rx,
             relaxed,
@@ -113,7 +199,7 @@ impl Writer {
             self.last_group = size;
         }
         // Channel closed: the store was dropped. Leave nothing non-durable behind.
-        if self.dirty_since.is_some() {
+        if self.dirty_since.is_some() && self.db.is_some() {
             if let Err(e) = self.durable_flush() {
                 tracing::error!(file = %self.file.display(), "final durable commit failed: {e}");
             }
@@ -157,13 +243,15 @@ impl Writer {
         group
     }
 
-    /// The next message, doing the periodic durable commit of relaxed mode while idle.
+    /// The next message, doing the periodic durable commit of relaxed mode, and the attempts to
+    /// reopen the file while broken, when they are due (also under a steady stream of messages).
     fn next_message(&mut self) -> Option<Msg> {
         loop {
-            let Some(since) = self.dirty_since else {
-                return self.rx.recv().ok();
+            let deadline = match (&self.broken, self.dirty_since) {
+                (Some(broken), _) => broken.next_attempt,
+                (None, Some(since)) => since + FLUSH_INTERVAL,
+                (None, None) => return self.rx.recv().ok(),
             };
-            let deadline = since + FLUSH_INTERVAL;
             let now = Instant::now();
             if now < deadline {
                 match self.rx.recv_timeout(deadline - now) {
@@ -172,11 +260,101 @@ impl Writer {
                     Err(RecvTimeoutError::Timeout) => {}
                 }
             }
-            if let Err(e) = self.durable_flush() {
-                // Keep the dirty mark (with a fresh deadline) so the flush is retried; the writes
-                // themselves will start failing too if the disk is really gone.
-                tracing::error!(file = %self.file.display(), "periodic durable commit failed: {e}");
-                self.dirty_since = Some(Instant::now());
+            if self.broken.is_some() {
+                self.try_reopen();
+            } else if let Err(e) = self.durable_flush() {
+                // An I/O error broke the writer (and was reported). Anything else: keep the dirty
+                // mark, with a fresh deadline, so the flush is retried.
+                if self.broken.is_none() {
+                    tracing::error!(file = %self.file.display(), "periodic durable commit failed: {e}");
+                    self.dirty_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// The error a write gets while broken.
+    fn unavailable(&self) -> Option<StoreError> {
+        self.broken.as_ref().map(|b| errors::unavailable(&b.cause))
+    }
+
+    /// An I/O error spent the `Database` handle: drop it and schedule the first reopen.
+    fn break_down(&mut self, error: &StoreError) {
+        let cause = errors::message(error).to_string();
+        let now = Instant::now();
+        let backoff = match self.recovered {
+            Some((at, backoff)) if now - at < RELAPSE_WINDOW => (backoff * 2).min(MAX_RETRY.max(backoff)),
+            _ => FIRST_RETRY,
+        };
+        tracing::error!(
+            file = %self.file.display(),
+            retry_in = ?backoff,
+            "the store takes no writes until it can reopen its file (it retries by itself; reads go on): {cause}"
+        );
+        if self.dirty_since.take().is_some() {
+            tracing::warn!(
+                file = %self.file.display(),
+                "relaxed mode: writes acknowledged since the last durable commit may be lost with the failed handle"
+            );
+        }
+        // Dropping the handle closes the file and releases its lock, so it can be reopened.
+        self.db = None;
+        self.health.set(Some(cause.clone()));
+        self.broken = Some(Broken {
+            cause,
+            since: now,
+            attempts: 0,
+            next_attempt: now + backoff,
+            backoff,
+        });
+    }
+
+    /// Reopen the file (redb repairs it if needed) and reload the mirror from it; on failure,
+    /// double the back-off.
+    fn try_reopen(&mut self) {
+        let Some(broken) = self.broken.as_mut() else { return };
+        broken.attempts += 1;
+        let started = Instant::now();
+        let reopened = (self.reopen)().and_then(|db| {
+            let records = crate::scan(&db, &self.file, &Pattern::new("*"))?;
+            Ok((db, records))
+        });
+        let floor = started.elapsed() * 10;
+        match reopened {
+            Ok((db, records)) => {
+                // Nothing else writes the mirror, and no write is applied while broken: after
+                // this the mirror is exactly the file.
+                let changed = self.mirror.reset(records);
+                tracing::info!(
+                    file = %self.file.display(),
+                    after = ?broken.since.elapsed(),
+                    attempts = broken.attempts,
+                    records_reloaded = changed,
+                    "the store reopened its file and takes writes again"
+                );
+                if changed > 0 {
+                    tracing::warn!(
+                        file = %self.file.display(),
+                        "{changed} records in memory differed from the file after the I/O error; memory now shows the file"
+                    );
+                }
+                self.recovered = Some((Instant::now(), broken.backoff.max(floor)));
+                self.db = Some(db);
+                self.broken = None;
+                self.health.set(None);
+            }
+            Err(e) => {
+                broken.backoff = (broken.backoff * 2).min(MAX_RETRY).max(floor);
+                broken.next_attempt = Instant::now() + broken.backoff;
+                broken.cause = errors::message(&e).to_string();
+                tracing::warn!(
+                    file = %self.file.display(),
+                    attempt = broken.attempts,
+                    retry_in = ?broken.backoff,
+                    "the store still cannot reopen its file: {}",
+                    broken.cause
+                );
+                self.health.set(Some(broken.cause.clone()));
             }
         }
     }
@@ -189,6 +367,16 @@ impl Writer {
                 Msg::Job(j) => jobs.push(j),
                 Msg::Sync(s) => syncs.push(s),
             }
+        }
+        if let Some(e) = self.unavailable() {
+            // Broken: fail fast, without touching the disk.
+            for job in jobs {
+                let _ = job.reply.send(Err(duplicate(&e)));
+            }
+            for s in syncs {
+                let _ = s.send(Err(duplicate(&e)));
+            }
+            return;
         }
         // Relaxed mode piggybacks its periodic durable commit on a group when one is due, and a
         // sync request makes the whole group durable.
@@ -208,17 +396,20 @@ impl Writer {
                         let _ = reply.send(Ok(removed));
                     }
                 }
-                Err(e) if jobs.len() > 1 => {
+                Err(e) if jobs.len() > 1 && self.broken.is_none() => {
                     // One bad operation must not fail its neighbours: retry each alone, so
-                    // each waiter gets its own operation's outcome. (If the disk itself failed,
-                    // these fail too, each with the real error.)
+                    // each waiter gets its own operation's outcome. (An I/O error instead breaks
+                    // the writer, and the rest then fail fast.)
                     tracing::warn!(file = %self.file.display(), ops = jobs.len(), "group commit failed, retrying one by one: {e}");
                     self.counters.group_failures.fetch_add(1, Ordering::Relaxed);
                     let mut last = Ok(());
                     for job in jobs {
-                        let result = self
-                            .commit(std::slice::from_ref(&job), durable)
-                            .map(|mut r| r.pop().unwrap_or_default());
+                        let result = match self.unavailable() {
+                            Some(e) => Err(e),
+                            None => self
+                                .commit(std::slice::from_ref(&job), durable)
+                                .map(|mut r| r.pop().unwrap_or_default()),
+                        };
                         let Job { op, reply } = job;
                         match &result {
                             Err(e) => last = Err(duplicate(e)),
@@ -236,7 +427,7 @@ impl Writer {
                 }
             }
             // A failed durable group leaves earlier non-durable commits to a separate flush.
-            if durable_ok.is_err() && !syncs.is_empty() {
+            if durable_ok.is_err() && !syncs.is_empty() && self.broken.is_none() {
                 durable_ok = self.durable_flush();
             }
         }
@@ -263,33 +454,48 @@ impl Writer {
 
     /// Apply `jobs` in order in one write transaction and commit it. Any error aborts the whole
     /// transaction (dropping an uncommitted redb transaction rolls it back), so a group is all or
-    /// nothing.
+    /// nothing. An I/O error also breaks the writer (see the module docs).
     fn commit(&mut self, jobs: &[Job], durable: bool) -> Result<Vec<Vec<String>>, StoreError> {
-        let file = self.file.as_path();
-        let mut txn = self.db.begin_write().map_err(|e| errors::map(e, file, "write"))?;
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
-            .map_err(|e| errors::map(e, file, "write"))?;
-        let results = {
-            let mut table = txn.open_table(RECORDS).map_err(|e| errors::map(e, file, "write"))?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                results.push(apply(&mut table, &job.op).map_err(|e| errors::map(e, file, "write"))?);
-            }
-            results
+        let Some(db) = &self.db else {
+            return Err(self.unavailable().unwrap_or_else(errors::writer_gone));
         };
-        txn.commit().map_err(|e| errors::map(e, file, "commit"))?;
-        self.committed(durable, jobs.len() as u64);
-        Ok(results)
+        match commit_jobs(db, jobs, durable) {
+            Ok(results) => {
+                self.committed(durable, jobs.len() as u64);
+                Ok(results)
+            }
+            Err((e, doing)) => Err(self.failed(e, doing)),
+        }
     }
 
     /// An empty transaction committed with `Immediate`: redb then makes every earlier
     /// `Durability::None` commit durable with it.
     fn durable_flush(&mut self) -> Result<(), StoreError> {
-        let file = self.file.as_path();
-        let txn = self.db.begin_write().map_err(|e| errors::map(e, file, "flush"))?;
-        txn.commit().map_err(|e| errors::map(e, file, "flush"))?;
-        self.committed(true, 0);
-        Ok(())
+        let Some(db) = &self.db else {
+            return Err(self.unavailable().unwrap_or_else(errors::writer_gone));
+        };
+        let flushed = || -> Result<(), redb::Error> {
+            db.begin_write()?.commit()?;
+            Ok(())
+        };
+        match flushed() {
+            Ok(()) => {
+                self.committed(true, 0);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e, "flush")),
+        }
+    }
+
+    /// The error for a failed transaction (already rolled back and dropped); an I/O error breaks
+    /// the writer.
+    fn failed(&mut self, e: redb::Error, doing: &str) -> StoreError {
+        let reopen = errors::needs_reopen(&e);
+        let error = errors::map(e, &self.file, doing);
+        if reopen {
+            self.break_down(&error);
+        }
+        error
     }
 
     fn committed(&mut self, durable: bool, ops: u64) {
@@ -302,6 +508,24 @@ impl Writer {
             self.dirty_since = Some(Instant::now());
         }
     }
+}
+
+/// One write transaction over `jobs`; the error says what failed ("write" or "commit").
+fn commit_jobs(db: &Database, jobs: &[Job], durable: bool) -> Result<Vec<Vec<String>>, (redb::Error, &'static str)> {
+    let write = |e: redb::Error| (e, "write");
+    let mut txn = db.begin_write().map_err(|e| write(e.into()))?;
+    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
+        .map_err(|e| write(e.into()))?;
+    let results = {
+        let mut table = txn.open_table(RECORDS).map_err(|e| write(e.into()))?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            results.push(apply(&mut table, &job.op).map_err(|e| write(e.into()))?);
+        }
+        results
+    };
+    txn.commit().map_err(|e| (e.into(), "commit"))?;
+    Ok(results)
 }
 
 fn apply(table: &mut Table<&'static str, &'static [u8]>, op: &Op) -> Result<Vec<String>, redb::StorageError> {

@@ -31,6 +31,23 @@ impl MemoryStore {
         put_all(&mut map, batch.puts);
     }
 
+    /// Replace every record with `records` in one step: readers see the old set or the new one,
+    /// never a mix. Returns how many paths were added, removed or changed. For a durable store's
+    /// mirror, reloaded from its file after the store reopened it.
+    pub fn reset(&self, records: Vec<Record>) -> usize {
+        let mut fresh = BTreeMap::new();
+        put_all(&mut fresh, records);
+        // Compared under the read lock: readers are not held up while the sets are compared.
+        let changed = {
+            let map = self.records.read();
+            let differ = fresh.iter().filter(|(k, r)| map.get(*k) != Some(*r)).count();
+            differ + map.keys().filter(|k| !fresh.contains_key(*k)).count()
+        };
+        let old = std::mem::replace(&mut *self.records.write(), fresh);
+        drop(old);
+        changed
+    }
+
     /// [`Store::get`] without the async wrapper.
     pub fn get_now(&self, path: &str) -> Option<Record> {
         self.records.read().get(path).cloned()

@@ -18,6 +18,22 @@ use crate::path::Pattern;
 use crate::record::{Millis, Record};
 use async_trait::async_trait;
 
+/// Whether a store can take writes now: what a readiness check shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Reads and writes work.
+    Healthy,
+    /// Writes fail fast, with an error naming `reason`; reads go on. A durable store gets here
+    /// when its disk fails it (disk full, I/O error) and leaves by itself once the disk works.
+    Unwritable { reason: String },
+}
+
+impl StoreHealth {
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, StoreHealth::Healthy)
+    }
+}
+
 /// One atomic unit of change: every put and remove in it lands together or not at all.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -95,4 +111,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of records (for diagnostics and tests).
     async fn len(&self) -> Result<usize, StoreError>;
+
+    /// Whether the store takes writes now. Stores that cannot lose their medium are always
+    /// healthy (the default).
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Healthy
+    }
 }

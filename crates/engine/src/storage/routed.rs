@@ -7,7 +7,7 @@
 //! - a wildcard query or remove is routed by its own pattern text, so `/sensors/live/*` reads
 //!   the store that holds `/sensors/live/…`, and `*` reads the default store.
 
-use super::{Store, WriteBatch};
+use super::{Store, StoreHealth, WriteBatch};
 use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
@@ -128,6 +128,19 @@ impl Store for RoutedStore {
             n += r.store.len().await?;
         }
         Ok(n)
+    }
+
+    /// Unwritable as soon as one of the stores is (writes routed to it fail), naming it.
+    fn health(&self) -> StoreHealth {
+        let stores = std::iter::once(("default", &self.default)).chain(self.routes.iter().map(|r| (r.name.as_str(), &r.store)));
+        for (name, store) in stores {
+            if let StoreHealth::Unwritable { reason } = store.health() {
+                return StoreHealth::Unwritable {
+                    reason: format!("datastore {name}: {reason}"),
+                };
+            }
+        }
+        StoreHealth::Healthy
     }
 }
 
