@@ -1,9 +1,11 @@
 //! The HTTP side: the Primus endpoint (`/primus*`: websocket upgrade, `/primus/spec`, 426 for
-//! anything else), and happn's small routes (`/version`, `/ping`). Then, in secure mode, the
+//! anything else), happn's small routes (`/version`, `/ping`) and the browser client's scripts
+//! ([`browser`], public like the original's). Then, in secure mode, the
 //! security middleware ([`guard`]: `/auth/login`, and a session token for everything else), and
 //! last the static folder ([`static_files`]) and the 404 — the original's middleware order.
 
 mod auth;
+mod browser;
 pub mod guard;
 mod params;
 pub mod static_files;
@@ -19,6 +21,7 @@ use static_files::StaticFiles;
 use std::sync::Arc;
 
 pub fn router(state: Arc<AppState>, static_files: Option<StaticFiles>) -> Router {
+    browser::init();
     Router::new()
         .fallback(dispatch)
         .layer(Extension(static_files.map(Arc::new)))
@@ -77,6 +80,9 @@ async fn dispatch(
     }
     if path == "/ping" {
         return text(StatusCode::OK, "pong");
+    }
+    if let Some(resp) = browser::serve(&method, path, &headers) {
+        return resp;
     }
     if state.config.secure {
         if let guard::Gate::Respond(resp) = guard::gate(&state, &method, &uri, &headers).await {
