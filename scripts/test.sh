@@ -39,4 +39,7 @@ if [ -f "$shared/tools/wire-recorder/record.js" ]; then
 else
   echo "== wire traces skipped: $shared/tools/wire-recorder not found"
 fi
+echo "== browser suite (own browser client in headless Chromium)"
+scripts/browser-test.sh
+
 echo "all test suites passed"
