@@ -2,7 +2,8 @@
 
 use crate::query::QueryError;
 
-#[derive(Debug, thiserror::Error)]
+/// A storage backend's failure. `Clone`: one failed group commit answers every waiter in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("storage failure: {0}")]
     Io(String),

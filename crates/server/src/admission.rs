@@ -76,6 +76,8 @@ pub struct Limiter {
     max_per_ip: usize,
     counts: Mutex<Counts>,
     refusals: Mutex<Refusals>,
+    /// Woken when the last slot is given back (a stopping server waits for it).
+    drained: tokio::sync::Notify,
 }
 
 /// One admitted connection's place; released when dropped (shared with `Arc` between the HTTP
@@ -98,6 +100,7 @@ impl Limiter {
                 since_log: 0,
                 last_log: None,
             }),
+            drained: tokio::sync::Notify::new(),
         })
     }
 
@@ -130,6 +133,20 @@ impl Limiter {
         self.counts.lock().total
     }
 
+    /// Until every admitted connection — HTTP or websocket — has closed.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read, so a release in between is not missed.
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Note a refusal: a warning at most once a second, with how many were refused since.
     pub fn log_refusal(&self, ip: IpAddr, why: Refused) {
         let mut r = self.refusals.lock();
@@ -158,6 +175,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.limiter.counts.lock();
         counts.total -= 1;
+        if counts.total == 0 {
+            self.limiter.drained.notify_waiters();
+        }
         if let Some(source) = self.source {
             if let Some(open) = counts.by_source.get_mut(&source) {
                 *open -= 1;

@@ -147,8 +147,15 @@ pub struct Server {
     pub local_addr: SocketAddr,
     pub state: Arc<AppState>,
     stop_tx: tokio::sync::oneshot::Sender<()>,
+    /// Set when the server stops: every plain HTTP connection then finishes its request in
+    /// flight and closes (websockets are closed through the peer registry).
+    stopping: tokio::sync::watch::Sender<bool>,
+    limiter: Arc<admission::Limiter>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How long a stop waits for connections to finish their close handshakes.
+const DRAIN_TIME: Duration = Duration::from_secs(3);
 
 /// Bootstrap the engine and start listening.
 pub async fn start(config: Config) -> Result<Server, StartError> {
@@ -193,11 +200,22 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     tracing::info!(max, max_per_ip, ?header_timeout, "connection limits");
     let limiter = admission::Limiter::new(max, max_per_ip);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(accept_loop(listener, app, tls, limiter, header_timeout, stop_rx));
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        tls,
+        limiter.clone(),
+        header_timeout,
+        stop_rx,
+        stopping_rx,
+    ));
     Ok(Server {
         local_addr,
         state,
         stop_tx,
+        stopping,
+        limiter,
         task,
     })
 }
@@ -244,6 +262,7 @@ async fn accept_loop(
     limiter: Arc<admission::Limiter>,
     header_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -281,10 +300,10 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (app, builder) = (app.clone(), builder.clone());
+        let (app, builder, stopping) = (app.clone(), builder.clone(), stopping.clone());
         match &tls {
             None => {
-                tokio::spawn(serve_connection(builder, app, stream, slot));
+                tokio::spawn(serve_connection(builder, app, stream, slot, stopping));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -292,7 +311,7 @@ async fn accept_loop(
                 // the accept loop.
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_connection(builder, app, tls_stream, slot).await,
+                        Ok(Ok(tls_stream)) => serve_connection(builder, app, tls_stream, slot, stopping).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -303,9 +322,15 @@ async fn accept_loop(
 }
 
 /// Serve one HTTP connection. Every request carries the connection's slot (an extension), so a
-/// websocket upgrade can keep it for as long as the websocket lives.
-async fn serve_connection<S>(builder: Arc<hyper::server::conn::http1::Builder>, app: axum::Router, stream: S, slot: Arc<admission::Slot>)
-where
+/// websocket upgrade can keep it for as long as the websocket lives. When the server stops, the
+/// connection finishes the request in flight and closes (hyper's graceful shutdown).
+async fn serve_connection<S>(
+    builder: Arc<hyper::server::conn::http1::Builder>,
+    app: axum::Router,
+    stream: S,
+    slot: Arc<admission::Slot>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use hyper_util::rt::TokioIo;
@@ -313,7 +338,24 @@ where
         req.extensions_mut().insert(slot.clone());
         tower::ServiceExt::oneshot(app.clone(), req)
     });
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await {
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    let stop = async move {
+        while !*stopping.borrow_and_update() {
+            if stopping.changed().await.is_err() {
+                // The server is gone without stopping (tests dropping it): serve on.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stop => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "http connection error");
     }
 }
@@ -336,11 +378,16 @@ impl Server {
             preface.push(happn_protocol::encode_control("primus::server::close"));
         }
         let _ = self.stop_tx.send(());
+        let _ = self.stopping.send(true);
         self.state.close_all(&preface);
-        // Give sockets a moment to finish their close handshakes.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-        while self.state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Every connection holds an admission slot until it has closed: wait for the last one
+        // (websockets finishing their close handshakes, HTTP requests in flight), for a bounded
+        // time.
+        if tokio::time::timeout(DRAIN_TIME, self.limiter.drained()).await.is_err() {
+            tracing::warn!(
+                open = self.limiter.open(),
+                "stopping with connections still open after {DRAIN_TIME:?}"
+            );
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
     }

@@ -328,3 +328,37 @@ async fn a_close_is_final_even_for_a_client_that_reads_nothing() {
     drop(tcp);
     s.stop(StopMode::NoReconnect).await;
 }
+
+/// A stop waits for every connection — websockets finishing their close handshakes and plain
+/// HTTP keep-alive connections alike — without polling, and does not sit out the header timeout
+/// of an idle keep-alive connection.
+#[tokio::test]
+async fn stop_drains_websockets_and_idle_http_connections_promptly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server(false, |_| {}).await;
+    let mut ws = connect(&s, "").await;
+    // A kept-alive HTTP connection, idle after its first response.
+    let mut http = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
+    http.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = http.read(&mut buf).await.unwrap();
+    assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let reader = tokio::spawn(async move {
+        // The client side answers the close handshake as a normal client does.
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    });
+    s.stop(StopMode::Reconnect).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
+    // The HTTP connection was closed by the server (end of stream), not left to time out.
+    let closed = tokio::time::timeout(Duration::from_secs(1), http.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle HTTP connection is closed: {closed:?}"
+    );
+    reader.await.unwrap();
+}

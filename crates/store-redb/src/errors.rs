@@ -68,14 +68,6 @@ pub(crate) fn message(e: &StoreError) -> &str {
     }
 }
 
-/// The engine's error is not `Clone`; one failed group commit answers many waiters.
-pub(crate) fn duplicate(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Io(m) => StoreError::Io(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    }
-}
-
 pub(crate) fn writer_gone() -> StoreError {
     StoreError::Io("the store's writer thread has stopped (the store is closed or a previous commit panicked)".into())
 }

@@ -21,7 +21,7 @@
 //! that reported an error may have reached the disk after all, and in relaxed mode commits not
 //! yet made durable are gone with the handle: the mirror must show what the file holds.
 
-use crate::errors::{self, duplicate};
+use crate::errors;
 use crate::{FLUSH_INTERVAL, RECORDS};
 use happn_engine::storage::{MemoryStore, StoreHealth, WriteBatch};
 use happn_engine::{Pattern, Record, StoreError};
@@ -371,10 +371,10 @@ impl Writer {
         if let Some(e) = self.unavailable() {
             // Broken: fail fast, without touching the disk.
             for job in jobs {
-                let _ = job.reply.send(Err(duplicate(&e)));
+                let _ = job.reply.send(Err(e.clone()));
             }
             for s in syncs {
-                let _ = s.send(Err(duplicate(&e)));
+                let _ = s.send(Err(e.clone()));
             }
             return;
         }
@@ -412,7 +412,7 @@ impl Writer {
                         };
                         let Job { op, reply } = job;
                         match &result {
-                            Err(e) => last = Err(duplicate(e)),
+                            Err(e) => last = Err(e.clone()),
                             Ok(_) => self.mirror_apply(op),
                         }
                         let _ = reply.send(result);
@@ -420,9 +420,9 @@ impl Writer {
                     durable_ok = last;
                 }
                 Err(e) => {
-                    durable_ok = Err(duplicate(&e));
+                    durable_ok = Err(e.clone());
                     for job in jobs {
-                        let _ = job.reply.send(Err(duplicate(&e)));
+                        let _ = job.reply.send(Err(e.clone()));
                     }
                 }
             }
@@ -434,7 +434,7 @@ impl Writer {
         for s in syncs {
             let _ = s.send(match &durable_ok {
                 Ok(()) => Ok(()),
-                Err(e) => Err(duplicate(e)),
+                Err(e) => Err(e.clone()),
             });
         }
     }
