@@ -419,7 +419,7 @@ mod tests {
                 r#"{{"action":"set","eventId":1,"path":"/a","data":{}}}"#,
                 nested("[", "]", 5_000, "")
             ),
-            format!(r#"{{"action":"set","eventId":1,"path":"/a","data":{{"a":"\udfff"}}}}"#),
+            r#"{"action":"set","eventId":1,"path":"/a","data":{"a":"\udfff"}}"#.to_string(),
         ] {
             match answered(&text) {
                 Some(RequestError::Malformed { event_id, .. }) => assert_eq!(event_id, Some(serde_json::json!(1))),

@@ -818,7 +818,7 @@ mod tests {
                 "number out of range",
             ),
             (
-                format!(r#"{{"action":"on","eventId":6,"x":{{"y":1e999}}}}"#),
+                r#"{"action":"on","eventId":6,"x":{"y":1e999}}"#.to_string(),
                 Action::On,
                 json!(6),
                 "number out of range",

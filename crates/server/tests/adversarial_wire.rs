@@ -19,11 +19,7 @@ use common::{connect, free_port, server_command, Ws};
 
 /// One test at a time: each measures a server's memory and a client's latency on a small
 /// machine, which another test's server would disturb.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -249,7 +245,7 @@ fn pings() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_from_a_client_that_never_reads_is_cut_off_and_costs_nothing() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let (server, port) = start(json!({})).await;
     let pid = server.0.id();
     let baseline = rss_kib(pid);
@@ -318,7 +314,7 @@ async fn a_ping_flood_from_a_client_that_never_reads_is_cut_off_and_costs_nothin
 /// message dribbled byte by byte with pings inside it still arrives whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragmented_and_interleaved_pings() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let (_server, port) = start(json!({})).await;
     let stop = Arc::new(AtomicBool::new(false));
     let steady = bystander(port, stop.clone());
@@ -376,7 +372,7 @@ async fn fragmented_and_interleaved_pings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_announced_large_and_never_sent_hold_little_memory() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     const STALLED: usize = 320;
     let (server, port) = start(json!({})).await;
     let pid = server.0.id();
@@ -445,7 +441,7 @@ async fn frames_announced_large_and_never_sent_hold_little_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_a_full_parse_refuses_are_still_answered() {
-    let _serial = serial();
+    let _serial = SERIAL.lock().await;
     let (_server, port) = start(json!({})).await;
     let stop = Arc::new(AtomicBool::new(false));
     let steady = bystander(port, stop.clone());
