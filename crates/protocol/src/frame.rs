@@ -402,6 +402,36 @@ mod tests {
         }
     }
 
+    /// Frames the decoder must call invalid (a `Value` parse refuses them) but that are requests
+    /// a client waits on: [`crate::unreadable_request`] finds the answer they are owed.
+    #[test]
+    fn invalid_requests_still_get_an_answer_when_their_event_id_is_readable() {
+        let huge = "1".repeat(5_000);
+        let answered = |text: &str| match decode_request(text) {
+            Decoded::Invalid(e) => crate::unreadable_request(text, &e),
+            other => panic!("{other:?}"),
+        };
+        for text in [
+            format!(r#"{{"action":"set","eventId":1,"path":"/a","data":{{"n":{huge}}},"options":{{"timeout":20000}}}}"#),
+            format!(r#"{{"action":"set","eventId":1,"path":"/a","data":{{"n":[0.5,-{huge}]}}}}"#),
+            format!(r#"{{"action":"get","eventId":1,"path":"/a","options":{{"criteria":{{"n":{{"$gt":{huge}}}}}}}}}"#),
+            format!(
+                r#"{{"action":"set","eventId":1,"path":"/a","data":{}}}"#,
+                nested("[", "]", 5_000, "")
+            ),
+            r#"{"action":"set","eventId":1,"path":"/a","data":{"a":"\udfff"}}"#.to_string(),
+        ] {
+            match answered(&text) {
+                Some(RequestError::Malformed { event_id, .. }) => assert_eq!(event_id, Some(serde_json::json!(1))),
+                other => panic!("{}: {other:?}", &text[..50]),
+            }
+        }
+        // A 5,000-digit eventId leaves nothing to address a reply to.
+        assert_eq!(answered(&format!(r#"{{"action":"get","eventId":{huge}}}"#)), None);
+        // Not JSON at all: dropped, as the original does.
+        assert_eq!(answered(r#"{"action":"get","eventId":1"#), None);
+    }
+
     #[test]
     fn escapes_separators() {
         assert_eq!(escape_line_separators("a\u{2028}b\u{2029}".into()), "a\\u2028b\\u2029");

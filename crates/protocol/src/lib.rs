@@ -10,7 +10,7 @@ mod scan;
 
 pub use error::WireError;
 pub use frame::{decode_frame, decode_request, encode_control, escape_line_separators, Control, Decoded, Frame};
-pub use request::{Action, Data, Request, RequestError};
+pub use request::{unreadable_request, Action, Data, Request, RequestError};
 pub use response::{anonymous_error, item_json, item_json_text, system_message, unknown_action_error, EventMeta, RecordMeta, Reply};
 
 /// The protocol string the 2.21 server appends to every object it sends.

@@ -336,6 +336,93 @@ fn parses_like_a_value(json: &str, max_depth: usize) -> bool {
     true
 }
 
+/// The error reply owed to a frame that [`crate::decode_request`] (or [`crate::decode_frame`])
+/// found invalid, when it is a request object in JSON's grammar that only a full parse refuses:
+/// a number out of `f64` range (say 5,000 digits), a lone surrogate escape, nesting past 128
+/// levels. Such a frame is a request the client is waiting on, so it is answered with an error
+/// naming the problem (`error`, the parser's message), addressed by its `eventId`.
+///
+/// The frame is read again with every value but `action`, `eventId` and `sessionId` skipped by
+/// serde_json's scanner, which checks the grammar but neither ranges, escapes' code points nor
+/// depth (and needs no recursion for depth). `None` for text that is not JSON at all (the
+/// original drops it without a reply, and so do we), for anything but an object, and when the
+/// `eventId` itself cannot be read (there is then no way to address a reply).
+pub fn unreadable_request(text: &str, error: &str) -> Option<RequestError> {
+    let Ok(Salvaged(fields)) = serde_json::from_str::<Salvaged>(text) else {
+        return None;
+    };
+    let [action, event_id, session_id] = fields;
+    let read = |raw: Option<&RawValue>| raw.map(|r| serde_json::from_str::<Value>(r.get()));
+    let event_id = match read(event_id) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => return None,
+    };
+    // Only echoed: an unreadable one is left out.
+    let session_id = read(session_id).and_then(Result::ok);
+    let action = match read(action) {
+        Some(Ok(Value::String(s))) => Action::parse(&s).ok_or(Value::String(s)),
+        Some(Ok(other)) => Err(other),
+        // As a missing action: "Unknown request action: undefined".
+        None | Some(Err(_)) => Err(Value::Null),
+    };
+    let action = match action {
+        Ok(a) => a,
+        // The answer a readable frame with this action gets.
+        Err(action) => {
+            return Some(RequestError::UnknownAction {
+                action,
+                event_id,
+                session_id,
+            })
+        }
+    };
+    let message = if error.contains("recursion limit") {
+        "message is nested too deeply (the limit is 128 levels)".to_owned()
+    } else {
+        format!("invalid request: {error}")
+    };
+    Some(RequestError::Malformed {
+        action,
+        event_id,
+        session_id,
+        message,
+    })
+}
+
+/// `action`, `eventId` and `sessionId` of a request object as their JSON text (the last of each
+/// when repeated); every other value skipped unparsed.
+struct Salvaged<'a>([Option<&'a RawValue>; 3]);
+
+impl<'de> Deserialize<'de> for Salvaged<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SalvageVisitor;
+        impl<'de> Visitor<'de> for SalvageVisitor {
+            type Value = Salvaged<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a request object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Salvaged<'de>, A::Error> {
+                let mut fields = [None; 3];
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Action => 0,
+                        Key::EventId => 1,
+                        Key::SessionId => 2,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    fields[slot] = Some(map.next_value::<&RawValue>()?);
+                }
+                Ok(Salvaged(fields))
+            }
+        }
+        d.deserialize_map(SalvageVisitor)
+    }
+}
+
 /// The request object's fields, or `None` for any other JSON value.
 struct Incoming(Option<Envelope>);
 
@@ -697,6 +784,108 @@ mod tests {
         ));
         let r = Request::parse(json!({"action":"get","path":5})).unwrap();
         assert!(r.path_str().unwrap_err().contains("a number"));
+    }
+
+    /// What a `Value` parse refuses in a frame that is otherwise a request still gets an answer.
+    fn unreadable(text: &str) -> Option<RequestError> {
+        let error = serde_json::from_str::<Value>(text)
+            .expect_err("refused by a full parse")
+            .to_string();
+        unreadable_request(text, &error)
+    }
+
+    #[test]
+    fn unreadable_requests_are_answered() {
+        let huge = "9".repeat(5_000);
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        for (text, action, event_id, problem) in [
+            (
+                format!(r#"{{"action":"set","eventId":4,"path":"/a","data":{{"n":{huge}}}}}"#),
+                Action::Set,
+                json!(4),
+                "number out of range",
+            ),
+            (
+                format!(r#"{{"data":[-{huge}.5],"eventId":"e","action":"set"}}"#),
+                Action::Set,
+                json!("e"),
+                "number out of range",
+            ),
+            (
+                format!(r#"{{"action":"get","eventId":5,"path":"/a","options":{{"limit":{huge}}}}}"#),
+                Action::Get,
+                json!(5),
+                "number out of range",
+            ),
+            (
+                r#"{"action":"on","eventId":6,"x":{"y":1e999}}"#.to_string(),
+                Action::On,
+                json!(6),
+                "number out of range",
+            ),
+            (
+                r#"{"action":"set","eventId":7,"data":{"s":"\ud800"}}"#.to_string(),
+                Action::Set,
+                json!(7),
+                "hex escape",
+            ),
+            (
+                format!(r#"{{"action":"set","eventId":8,"data":{{"a":{}}}}}"#, deep(500)),
+                Action::Set,
+                json!(8),
+                "nested too deeply",
+            ),
+            (
+                format!(r#"{{"action":"set","eventId":9,"data":{}}}"#, deep(100_000)),
+                Action::Set,
+                json!(9),
+                "nested too deeply",
+            ),
+            (
+                format!(r#"{{"action":"login","action":"set","eventId":1,"eventId":10,"data":{huge}}}"#),
+                Action::Set,
+                json!(10),
+                "number out of range",
+            ),
+        ] {
+            match unreadable(&text) {
+                Some(RequestError::Malformed {
+                    action: a,
+                    event_id: Some(e),
+                    message,
+                    ..
+                }) => {
+                    assert_eq!((a, e), (action, event_id), "{message}");
+                    assert!(message.contains(problem), "{message}");
+                }
+                other => panic!("{}…: {other:?}", &text[..60.min(text.len())]),
+            }
+        }
+        // A readable frame with an unknown action gets that answer; so does this one.
+        match unreadable(&format!(r#"{{"action":"frob","eventId":11,"data":{huge}}}"#)) {
+            Some(RequestError::UnknownAction { action, event_id, .. }) => {
+                assert_eq!((action, event_id), (json!("frob"), Some(json!(11))));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The sessionId is only echoed: an unreadable one is left out.
+        match unreadable(&format!(r#"{{"action":"get","eventId":12,"sessionId":{huge}}}"#)) {
+            Some(RequestError::Malformed { session_id, event_id, .. }) => {
+                assert_eq!((session_id, event_id), (None, Some(json!(12))));
+            }
+            other => panic!("{other:?}"),
+        }
+        // No reply can be addressed, or it is no request: nothing to answer.
+        for text in [
+            format!(r#"{{"action":"set","eventId":{huge}}}"#),
+            format!("[{huge}]"),
+            format!(r#"{{"action":"set","eventId":1,"data":{huge}"#),
+            format!(r#"{{"action":"set","eventId":1,"data":{huge},}}"#),
+            format!(r#"{{"action":"set","eventId":1,"data":"{}"}}"#, '\u{1}'),
+        ] {
+            let error = serde_json::from_str::<Value>(&text).unwrap_err().to_string();
+            assert_eq!(unreadable_request(&text, &error), None, "{}", &text[..40]);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod sender;
 use crate::handler::{self, Answer, Conn, Parsed};
 use crate::outbox::outbox;
 use crate::state::{AppState, Outbox};
-use crate::websocket::{Incoming, Kind, Stream, WsSocket};
+use crate::websocket::{Incoming, Stream, WsSocket};
 use bytes::Bytes;
 use happn_protocol::{anonymous_error, encode_control, Control, Decoded, Frame, Request, WireError};
 use pipeline::{Pipeline, WriteDone, MAX_PIPELINED};
@@ -238,13 +238,19 @@ impl Connection {
                     return Some(Todo::Nothing);
                 }
             },
-            Incoming::Ping(payload) => {
-                // websocket-level pings keep the spark alive too.
-                let payload = payload.to_vec();
-                if !self.closing {
-                    self.ws.send(Kind::Pong, &payload);
-                }
+            Incoming::Ping => {
+                // The socket answers it. websocket-level pings keep the spark alive too, as in
+                // happn's Primus (its websocket transformer emits `incoming::ping` for them).
                 self.heartbeat_seen();
+                if !self.out.overflowed() && self.ws.owed_pong_bytes() + self.tx.queued_bytes() > self.tx.limit() {
+                    // Pinging without reading: pongs the client will not take count against the
+                    // outbound limit like any reply, and the connection closes the same way.
+                    tracing::debug!(
+                        conn = key,
+                        "websocket pings from a client that does not read past the outbound limit"
+                    );
+                    self.tx.overflow();
+                }
                 return Some(Todo::Nothing);
             }
             Incoming::Pong => return Some(Todo::Nothing),
@@ -376,6 +382,11 @@ impl Connection {
                     return Poll::Ready(Wake::Written(done));
                 }
             }
+            // The timer before the input: a client that keeps the input busy (a flood of
+            // pings, say) must not starve its own heartbeat and close deadlines.
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
             match ws.poll_fill(cx) {
                 Poll::Ready(Ok(true)) => return Poll::Ready(Wake::Input),
                 Poll::Ready(Ok(false)) => return Poll::Ready(Wake::Eof),
@@ -384,9 +395,6 @@ impl Connection {
                     return Poll::Ready(Wake::Eof);
                 }
                 Poll::Pending => {}
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
             }
             if flow == Flow::Idle {
                 // Nothing in flight either way: give the buffers back while the client is quiet.
@@ -460,14 +468,24 @@ fn decode(state: &AppState, conn: &mut Conn, text: &str) -> Text {
     if !state.config.encrypt_payloads {
         return match happn_protocol::decode_request(text) {
             Decoded::Control(c) => Text::Control(c),
-            Decoded::Invalid(e) => Text::Invalid(e),
+            Decoded::Invalid(e) => invalid(text, e),
             Decoded::Request(r) => Text::Parsed(handler::parse_decoded(r)),
         };
     }
     match happn_protocol::decode_frame(text) {
         Frame::Control(c) => Text::Control(c),
-        Frame::Invalid(e) => Text::Invalid(e),
+        Frame::Invalid(e) => invalid(text, e),
         Frame::Message(v) => Text::Parsed(handler::parse(state, conn, v)),
+    }
+}
+
+/// A frame that did not parse: still a request owed an error reply when it is one in JSON's
+/// grammar and its eventId can be read (a 5,000-digit number in its data, say); otherwise
+/// invalid.
+fn invalid(text: &str, error: String) -> Text {
+    match happn_protocol::unreadable_request(text, &error) {
+        Some(refused) => Text::Parsed(handler::parse_decoded(Err(refused))),
+        None => Text::Invalid(error),
     }
 }
 

@@ -216,6 +216,15 @@ impl Outbox {
         true
     }
 
+    /// Mark the queue overflowed without queueing anything: output the connection owes outside
+    /// the queue (pongs to pings the client sends without reading) went past the limit, and the
+    /// connection closes as it would on a full queue.
+    pub fn overflow(&self) {
+        if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
+            self.shared.waker.wake();
+        }
+    }
+
     pub fn close(&self, preface: Vec<String>, code: u16, reason: String) {
         if self.push(Outbound::Close { preface, code, reason }) {
             self.shared.close_queued.store(true, Ordering::Release);
