@@ -388,7 +388,10 @@ impl Connection {
                 return Poll::Ready(Wake::Timer);
             }
             match ws.poll_fill(cx) {
-                Poll::Ready(Ok(true)) => return Poll::Ready(Wake::Input),
+                Poll::Ready(Ok(true)) => {
+                    out.set_inbound(ws.input_held());
+                    return Poll::Ready(Wake::Input);
+                }
                 Poll::Ready(Ok(false)) => return Poll::Ready(Wake::Eof),
                 Poll::Ready(Err(e)) => {
                     tracing::debug!(conn = conn.key, error = %e, "websocket read failed");
@@ -400,6 +403,7 @@ impl Connection {
                 // Nothing in flight either way: give the buffers back while the client is quiet.
                 ws.release_idle();
                 out.release_idle();
+                out.set_inbound(ws.input_held());
             }
             Poll::Pending
         })

@@ -125,6 +125,9 @@ struct Shared {
     /// Closed to bring the server-wide total back under its budget.
     evicted: AtomicBool,
     budget: Arc<QueueBudget>,
+    /// Heap bytes the connection holds for input (a large frame arriving), counted in the
+    /// budget with the queue (see [`OutboxReceiver::set_inbound`]).
+    inbound: AtomicUsize,
     /// A close is queued: the connection gives the client a grace period from now on, even if
     /// the close frame itself cannot be written yet (a client that stopped reading).
     close_queued: AtomicBool,
@@ -151,6 +154,7 @@ pub fn outbox(limit_bytes: usize, budget: &Arc<QueueBudget>) -> (Outbox, OutboxR
         overflowed: AtomicBool::new(false),
         evicted: AtomicBool::new(false),
         budget: budget.clone(),
+        inbound: AtomicUsize::new(0),
         close_queued: AtomicBool::new(false),
     });
     (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
@@ -237,6 +241,12 @@ impl Outbox {
         self.shared.queued.load(Ordering::Acquire)
     }
 
+    /// What the connection holds against the server-wide budget: queued output plus input
+    /// buffers.
+    pub fn held_bytes(&self) -> usize {
+        self.queued_bytes() + self.shared.inbound.load(Ordering::Acquire)
+    }
+
     pub fn limit(&self) -> usize {
         self.shared.limit
     }
@@ -290,6 +300,15 @@ impl OutboxReceiver {
         item
     }
 
+    /// The connection's input buffers now hold `bytes`: counted in the server-wide budget, so
+    /// many connections each holding a large half-received frame are shed like stalled readers.
+    pub fn set_inbound(&self, bytes: usize) {
+        let before = self.shared.inbound.swap(bytes, Ordering::AcqRel);
+        if before != bytes {
+            self.shared.budget.account(before, bytes);
+        }
+    }
+
     fn uncount(&self, len: usize) {
         let before = self.shared.queued.fetch_sub(len, Ordering::AcqRel);
         self.shared.budget.account(before, before - len);
@@ -313,6 +332,7 @@ impl Drop for OutboxReceiver {
         // queued its frame before (and is in `dropped`) or finds the receiver gone and takes its
         // own bytes back.
         self.uncount(dropped);
+        self.set_inbound(0);
     }
 }
 
@@ -400,6 +420,24 @@ mod tests {
         drop(rx);
         assert_eq!(budget.queued(), 0);
         assert_eq!(tx.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn input_buffers_count_in_the_budget_too() {
+        let budget = QueueBudget::new(2 * BUDGET_STEP);
+        let (tx, rx) = outbox(usize::MAX, &budget);
+        rx.set_inbound(3 * BUDGET_STEP + 10);
+        assert_eq!(budget.queued(), 3 * BUDGET_STEP, "a large frame arriving counts");
+        assert!(budget.over.load(Ordering::Acquire), "and can put the total over the limit");
+        assert_eq!(tx.held_bytes(), 3 * BUDGET_STEP + 10);
+        tx.text("x".repeat(BUDGET_STEP));
+        assert_eq!(budget.queued(), 4 * BUDGET_STEP);
+        assert_eq!(tx.held_bytes(), 4 * BUDGET_STEP + 10, "the shedder sees input and output together");
+        rx.set_inbound(100);
+        assert_eq!(budget.queued(), BUDGET_STEP, "the frame handled, its buffer given back");
+        rx.set_inbound(2 * BUDGET_STEP);
+        drop(rx);
+        assert_eq!(budget.queued(), 0, "a closed connection holds nothing");
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl AppState {
         let mut largest: Vec<(usize, u64)> = Vec::new();
         for (key, p) in peers.iter().filter(|(_, p)| !p.tx.evicted()) {
             // Counted as the budget counts them: in whole steps.
-            let counted = p.tx.queued_bytes() / BUDGET_STEP * BUDGET_STEP;
+            let counted = p.tx.held_bytes() / BUDGET_STEP * BUDGET_STEP;
             if counted > 0 {
                 total += counted;
                 largest.push((counted, *key));
@@ -152,7 +152,7 @@ impl AppState {
             if !p.tx.evict() {
                 continue;
             }
-            let queued = p.tx.queued_bytes();
+            let queued = p.tx.held_bytes();
             budget.evictions.fetch_add(1, Ordering::Relaxed);
             budget.evicted_bytes.fetch_add(queued as u64, Ordering::Relaxed);
             tracing::warn!(
@@ -161,7 +161,7 @@ impl AppState {
                 queued,
                 total,
                 budget = budget.limit(),
-                "closing connection: outbound queues of all connections over the server-wide budget (maxTotalQueueBytes), this one holds the most"
+                "closing connection: queued output and input buffers of all connections over the server-wide budget (maxTotalQueueBytes), this one holds the most"
             );
             total -= counted;
             closed += 1;

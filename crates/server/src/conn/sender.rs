@@ -106,4 +106,9 @@ impl Sender {
     pub fn release_idle(&mut self) {
         self.rx.release_idle();
     }
+
+    /// Report the connection's input buffers to the server-wide budget.
+    pub fn set_inbound(&self, bytes: usize) {
+        self.rx.set_inbound(bytes);
+    }
 }

@@ -107,6 +107,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
         }
     }
 
+    /// Heap bytes the input holds (the read buffer and a fragmented message being assembled):
+    /// counted in the server-wide memory budget with the connection's queued output.
+    pub fn input_held(&self) -> usize {
+        self.input.capacity() + self.fragments.as_ref().map_or(0, |f| f.1.capacity())
+    }
+
     /// Read what the client has sent. `Ready(Ok(false))` at end of stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         if self.consumed > 0 {
