@@ -128,10 +128,15 @@ fn millis(v: Option<&Value>) -> Option<i64> {
     }
 }
 
-/// `{"$$date": ms}` (nedb's Date encoding) becomes the number of milliseconds.
+/// `{"$$date": ms}` (nedb's Date encoding) becomes the number of milliseconds. What it wraps is
+/// read the same way, so nothing decoded still looks encoded: otherwise `{"$$date":{"$$date":1}}`
+/// would import as `{"$$date":1}`, export as such, and import again as `1` (found by the
+/// `nedb_import` fuzz target's round trip).
 fn undate(v: Value) -> Value {
     match v {
-        Value::Object(o) if o.len() == 1 && o.contains_key("$$date") => o.get("$$date").cloned().unwrap_or(Value::Null),
+        Value::Object(o) if o.len() == 1 && o.contains_key("$$date") => {
+            undate(o.into_iter().next().map_or(Value::Null, |(_, inner)| inner))
+        }
         Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, undate(v))).collect()),
         Value::Array(a) => Value::Array(a.into_iter().map(undate).collect()),
         other => other,
@@ -215,6 +220,15 @@ mod tests {
         assert!(text.starts_with(r#"{"_id":"/_SYSTEM/_SECURITY/_GROUP/g","data":"#));
         assert!(text.contains(r#"{"data":{"data":{"a":2}"#) && text.contains(r#""_tag":"T1","_id":"/_TAGS/p/1/"#));
         let again = parse(&text).unwrap();
+        assert_eq!(again.records, l.records);
+    }
+
+    #[test]
+    fn nested_dates_are_read_through_and_round_trip() {
+        let text = r#"{"_id":"/x","data":{"a":{"$$date":{"$$date":1}},"b":[{"$$date":{"$$date":{"$$date":2}}}]},"created":3}"#;
+        let l = parse(text).unwrap();
+        assert_eq!(Value::Object(l.records[0].data.map().clone()), json!({"a": 1, "b": [2]}));
+        let again = parse(&line(&l.records[0])).unwrap();
         assert_eq!(again.records, l.records);
     }
 

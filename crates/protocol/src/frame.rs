@@ -60,6 +60,26 @@ pub enum Decoded {
 /// without building a `Value` map for the envelope. Encrypted payloads still need the `Value`
 /// path, since the request is inside the envelope.
 pub fn decode_request(text: &str) -> Decoded {
+    decode_request_with(text, true)
+}
+
+/// [`decode_request`] without the hand-written envelope scanner: every object goes through
+/// serde_json. Only for the fuzz target (`fuzz/fuzz_targets/envelope_scanner.rs`), which checks
+/// that the scanner, this path and the `Value` path give the same answer for any text.
+#[doc(hidden)]
+pub fn decode_request_without_scanner(text: &str) -> Decoded {
+    decode_request_with(text, false)
+}
+
+/// Whether the hand-written envelope scanner reads `text` itself (rather than leaving it to
+/// serde_json). Only for the fuzz target, to count how often the scanner's own path is taken.
+#[doc(hidden)]
+pub fn scanner_reads(text: &str) -> bool {
+    crate::scan::read_simple_envelope(text, &mut crate::request::Envelope::empty())
+}
+
+#[inline(always)]
+fn decode_request_with(text: &str, use_scanner: bool) -> Decoded {
     // Control strings take decode_frame's route: it alone decides what counts as one (only an
     // unescaped `"primus::` at the very start), and they are tiny, so nothing is saved here.
     if text.starts_with("\"primus::") {
@@ -69,7 +89,7 @@ pub fn decode_request(text: &str) -> Decoded {
             Frame::Invalid(e) => Decoded::Invalid(e),
         };
     }
-    match crate::request::parse_request_str(text) {
+    match crate::request::parse_request_str_with(text, use_scanner) {
         Ok(r) => Decoded::Request(r),
         Err(e) => Decoded::Invalid(e.to_string()),
     }

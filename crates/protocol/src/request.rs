@@ -174,7 +174,7 @@ impl Request {
 }
 
 /// The fields of a request object, however it was read. Both the `Value` path ([`Request::parse`])
-/// and the streaming one ([`parse_request_str`]) end here, so they cannot disagree on what is an
+/// and the streaming one ([`parse_request_str_with`]) end here, so they cannot disagree on what is an
 /// error.
 pub(crate) struct Envelope {
     /// The known action, or what `action` held instead (`Null` when absent) for the error reply.
@@ -260,12 +260,16 @@ impl Envelope {
 /// checks the grammar but not what a `Value` parse also refuses. Text that could hit one of those
 /// refusals, and any frame that fails, is parsed again the `Value` way, so the answer (and error
 /// text) is always that path's.
-pub(crate) fn parse_request_str(text: &str) -> Result<Result<Box<Request>, RequestError>, serde_json::Error> {
+///
+/// With `use_scanner` false the hand-written scanner is skipped (only for the fuzz target, which
+/// compares the two; see `frame::decode_request_without_scanner`).
+#[inline(always)]
+pub(crate) fn parse_request_str_with(text: &str, use_scanner: bool) -> Result<Result<Box<Request>, RequestError>, serde_json::Error> {
     let value_path = || serde_json::from_str::<Value>(text).map(Request::parse);
     // The envelopes clients send are read by hand; any other shape by serde_json.
     let mut env = Envelope::empty();
     // The scanner checks `data` itself (see `scan`); serde_json's skipping reader only the grammar.
-    let scanned = crate::scan::read_simple_envelope(text, &mut env);
+    let scanned = use_scanner && crate::scan::read_simple_envelope(text, &mut env);
     if !scanned {
         let Ok(Incoming(envelope)) = serde_json::from_str::<Incoming>(text) else {
             return value_path();

@@ -43,6 +43,9 @@ pub struct ProtocolViolation {
 
 const PROTOCOL_ERROR: u16 = 1002;
 
+/// The largest payload length a frame may announce: a 64-bit length with its top bit clear.
+pub const MAX_PAYLOAD_LEN: u64 = u64::MAX >> 1;
+
 fn violation(reason: &'static str) -> ProtocolViolation {
     ProtocolViolation {
         code: PROTOCOL_ERROR,
@@ -72,6 +75,11 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<FrameAt>, ProtocolViolation> {
         OpCode::Control(Control::Pong) => Kind::Pong,
         OpCode::Data(Data::Reserved(_)) | OpCode::Control(Control::Reserved(_)) => return Err(violation("reserved opcode")),
     };
+    // RFC 6455 §5.2: "the most significant bit MUST be 0". tungstenite reads all 64 bits; a
+    // length past 2^63 would overflow the sums the socket makes with it (found by fuzzing).
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(violation("payload length of 2^63 or more"));
+    }
     if kind.is_control() && (!header.is_final || payload_len > 125) {
         return Err(violation("control frames must be final and at most 125 bytes"));
     }
@@ -191,6 +199,13 @@ mod tests {
         assert!(parse_header(&fragmented_ping).is_err());
         let long_ping = client_frame(0x89, &[0; 126], [0; 4]);
         assert!(parse_header(&long_ping).is_err());
+        // A 64-bit length with its top bit set (found by fuzzing: tungstenite accepts it).
+        let mut huge = vec![0x82, 0x80 | 127];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        huge.extend_from_slice(&[1, 2, 3, 4]);
+        assert!(parse_header(&huge).is_err());
+        huge[2] = 0x7F;
+        assert_eq!(parse_header(&huge).unwrap().unwrap().payload_len, 0x7F << 56);
     }
 
     #[test]

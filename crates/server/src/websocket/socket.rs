@@ -166,7 +166,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSocket<S> {
                 }
             };
             let so_far = self.fragments.as_ref().map_or(0, |f| f.1.len() as u64);
-            if !at.kind.is_control() && so_far + at.payload_len > self.max_message as u64 {
+            // Saturating: `parse_header` bounds the length to 2^63 - 1, this keeps the check
+            // sound whatever it lets through.
+            if !at.kind.is_control() && so_far.saturating_add(at.payload_len) > self.max_message as u64 {
                 self.consumed += at.header_len;
                 self.skip = at.payload_len;
                 self.fragments = None;
@@ -453,6 +455,36 @@ mod tests {
             fill(&mut ws).await;
         };
         assert_eq!(next, "Text(\"after\")");
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/ws_frame.rs`): a continuation announcing a length near
+    /// 2^64 after a fragment overflowed the size check and the frame arithmetic, so that one
+    /// client's frame panicked its connection task (or, with overflow checks, the addition).
+    /// RFC 6455 §5.2 forbids lengths of 2^63 and more; they are a protocol violation.
+    #[tokio::test]
+    async fn lengths_past_2_pow_63_are_refused() {
+        let mut wire = masked(0x01, b"0123456789");
+        wire.extend_from_slice(&[0x80, 0x80 | 127]);
+        wire.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+        wire.extend_from_slice(&[1, 2, 3, 4]);
+        wire.extend_from_slice(&[0; 32]);
+        let mut ws = WsSocket::new(tokio::io::duplex(64).1, &wire, 100);
+        assert!(matches!(ws.next_message(), Some(Incoming::Violation(v)) if v.code == 1002));
+        assert_eq!(ws.next_message(), None);
+
+        for len in [1u64 << 63, u64::MAX] {
+            let mut wire = vec![0x82, 0x80 | 127];
+            wire.extend_from_slice(&len.to_be_bytes());
+            wire.extend_from_slice(&[1, 2, 3, 4]);
+            let mut ws = WsSocket::new(tokio::io::duplex(64).1, &wire, 100);
+            assert!(matches!(ws.next_message(), Some(Incoming::Violation(_))), "{len}");
+        }
+        // The largest length RFC 6455 allows is only too big.
+        let mut wire = vec![0x82, 0x80 | 127];
+        wire.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+        wire.extend_from_slice(&[1, 2, 3, 4]);
+        let mut ws = WsSocket::new(tokio::io::duplex(64).1, &wire, 100);
+        assert_eq!(ws.next_message(), Some(Incoming::TooBig));
     }
 
     #[tokio::test]
