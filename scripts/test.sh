@@ -42,4 +42,7 @@ fi
 echo "== browser suite (own browser client in headless Chromium)"
 scripts/browser-test.sh
 
+echo "== fuzz smoke (every cargo-fuzz target for ${FUZZ_SECONDS:=10} s from the committed seeds)"
+FUZZ_SECONDS=$FUZZ_SECONDS FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$target/fuzz} scripts/fuzz-smoke.sh
+
 echo "all test suites passed"
