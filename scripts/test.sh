@@ -15,7 +15,7 @@ echo "== cargo test"
 cargo test --release --workspace --locked
 
 echo "== soak (${SOAK_SECONDS:=60} s of churn with misbehaving clients; CI runs 300 s)"
-SOAK_SECONDS=$SOAK_SECONDS cargo test --release -p happn-rs --locked --test soak -- --ignored
+SOAK_SECONDS=$SOAK_SECONDS cargo test --release -p happn-rs --locked --test soak -- --ignored --nocapture
 
 echo "== compat suite (real happn@2.21.0 client)"
 if [ ! -d tests/compat/node_modules/happn ]; then
