@@ -44,7 +44,11 @@ impl Target {
                     tls = match value {
                         "disable" | "allow" | "prefer" => false,
                         "require" | "verify-ca" | "verify-full" => true,
-                        other => return Err(format!("unknown sslmode {other:?} (disable, prefer, require, verify-ca or verify-full)")),
+                        other => {
+                            return Err(format!(
+                                "unknown sslmode {other:?} (disable, prefer, require, verify-ca or verify-full)"
+                            ))
+                        }
                     };
                     Ok(true)
                 }
@@ -105,7 +109,11 @@ impl Target {
                 format!("{host}:{port}")
             })
             .collect();
-        let hosts = if hosts.is_empty() { "localhost:5432".to_string() } else { hosts.join(",") };
+        let hosts = if hosts.is_empty() {
+            "localhost:5432".to_string()
+        } else {
+            hosts.join(",")
+        };
         let user = c.get_user().unwrap_or("");
         let db = c.get_dbname().unwrap_or(user);
         format!("{user}@{hosts}/{db}{}", if self.tls { " (TLS)" } else { "" })
@@ -185,7 +193,8 @@ mod tests {
         assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(t.root_cert, None);
         assert_eq!(t.describe(), "happn@db.example:5433/cluster (TLS)", "no password in messages");
-        let t = Target::parse("postgres://happn@db.example/cluster?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3").unwrap();
+        let t =
+            Target::parse("postgres://happn@db.example/cluster?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3").unwrap();
         assert!(t.tls);
         assert_eq!(t.root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
         assert_eq!(t.config.get_connect_timeout(), Some(&std::time::Duration::from_secs(3)));
@@ -211,6 +220,9 @@ mod tests {
         let e = t.connector().err().expect("a file without certificates is an error");
         assert!(e.contains("no certificate"), "{e}");
         std::fs::remove_file(&empty).unwrap();
-        assert!(Target::parse("postgres://h/db?sslmode=require").unwrap().connector().is_ok(), "the Mozilla roots alone");
+        assert!(
+            Target::parse("postgres://h/db?sslmode=require").unwrap().connector().is_ok(),
+            "the Mozilla roots alone"
+        );
     }
 }

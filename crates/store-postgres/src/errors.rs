@@ -29,9 +29,15 @@ pub(crate) fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     // connection are conversions of parameters and columns (tokio-postgres does not expose its
     // error kinds but for their text), which this crate's fixed statements do not produce.
     let text = e.to_string();
-    !["error serializing", "error deserializing", "invalid column", "expected ", "query returned an unexpected"]
-        .iter()
-        .any(|p| text.starts_with(p))
+    ![
+        "error serializing",
+        "error deserializing",
+        "invalid column",
+        "expected ",
+        "query returned an unexpected",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 /// `cluster store unavailable: <cause>`.

@@ -165,7 +165,11 @@ impl PgStore {
         }
         // A peer that vanished without closing (a partition, a dead host) is noticed in about
         // 10 s + 3 × 5 s rather than the system's two hours.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).keepalives_interval(Duration::from_secs(5)).keepalives_retries(3);
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
         let config = target.config.clone();
         let sql = Arc::new(Sql::new(&options.schema));
         let op_timeout = options.statement_timeout + Duration::from_secs(5);
@@ -188,7 +192,11 @@ impl PgStore {
                 if errors::is_connection_error(&e) {
                     errors::unavailable(&format!("{described}: {}", errors::describe(&e)))
                 } else {
-                    StoreError::Io(format!("cluster store: migrating schema {:?} failed: {}", options.schema, errors::describe(&e)))
+                    StoreError::Io(format!(
+                        "cluster store: migrating schema {:?} failed: {}",
+                        options.schema,
+                        errors::describe(&e)
+                    ))
                 }
             })?;
             if !applied.is_empty() {
@@ -253,7 +261,12 @@ impl PgStore {
 
     /// Run one read on a pooled connection, bounded in time; a connection failure also asks the
     /// writer to check its own, so `health()` follows promptly.
-    async fn read<T>(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)], each: impl Fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    async fn read<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        each: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let run = async {
             let client = self.pool.get().await.map_err(|e| errors::pool(e, &self.target))?;
             let statement = client.prepare_cached(sql).await.map_err(|e| errors::map(&e, &self.target))?;
@@ -262,7 +275,10 @@ impl PgStore {
         };
         let result = match tokio::time::timeout(self.op_timeout, run).await {
             Ok(result) => result,
-            Err(_) => Err(errors::unavailable(&format!("{}: no answer within {:?}", self.target, self.op_timeout))),
+            Err(_) => Err(errors::unavailable(&format!(
+                "{}: no answer within {:?}",
+                self.target, self.op_timeout
+            ))),
         };
         if let Err(StoreError::Io(m)) = &result {
             if m.starts_with(UNAVAILABLE) && !self.health.is_broken() {
@@ -289,7 +305,9 @@ impl<'a> FromSql<'a> for JsonText<'a> {
 /// A row of `SELECT path, data, created, modified, tag`.
 fn record(row: &Row) -> Result<Record, StoreError> {
     let path: String = row.get(0);
-    let text: JsonText = row.try_get(1).map_err(|e| StoreError::Corrupt(format!("record at {path:?}: {e}")))?;
+    let text: JsonText = row
+        .try_get(1)
+        .map_err(|e| StoreError::Corrupt(format!("record at {path:?}: {e}")))?;
     let data = Body::from_json(text.0).map_err(|e| StoreError::Corrupt(format!("record at {path:?}: body is not a JSON object: {e}")))?;
     Ok(Record {
         created: row.get(2),

@@ -50,7 +50,8 @@ pub const MAX_GROUP: usize = 4096;
 /// Longest a group waits for the previous group's writers to come back (see `Writer::gather`).
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
-/// Reconnect back-off after a connection failure: first wait, doubling up to the second.
+/// Reconnect back-off after a connection failure and a first attempt at once: first wait,
+/// doubling up to the second.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 pub const MAX_RETRY: Duration = Duration::from_secs(2);
 
@@ -59,9 +60,16 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) enum Op {
     /// Removes first, then puts.
-    Write { puts: Vec<Record>, removes: Vec<String> },
+    Write {
+        puts: Vec<Record>,
+        removes: Vec<String>,
+    },
     /// A plain set (`Store::replace`).
-    Replace { path: String, body: Body, now: Millis },
+    Replace {
+        path: String,
+        body: Body,
+        now: Millis,
+    },
     RemoveMatching(Pattern),
 }
 
@@ -181,7 +189,10 @@ impl Connector {
         };
         match tokio::time::timeout(self.op_timeout, connect).await {
             Ok(result) => result,
-            Err(_) => Err(errors::unavailable(&format!("cannot connect to {}: no answer within {:?}", self.target, self.op_timeout))),
+            Err(_) => Err(errors::unavailable(&format!(
+                "cannot connect to {}: no answer within {:?}",
+                self.target, self.op_timeout
+            ))),
         }
     }
 }
@@ -208,7 +219,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Conn, connector: Arc<Connector>, health: Arc<Health>, rx: mpsc::UnboundedReceiver<Msg>, counters: Arc<Counters>) -> Writer {
+    pub(crate) fn new(
+        conn: Conn,
+        connector: Arc<Connector>,
+        health: Arc<Health>,
+        rx: mpsc::UnboundedReceiver<Msg>,
+        counters: Arc<Counters>,
+    ) -> Writer {
         Writer {
             conn: Some(conn),
             connector,
@@ -295,15 +312,20 @@ impl Writer {
                 errors::unavailable(&format!("{}: {}", self.connector.target, errors::describe(&e)))
             }
             Ok(Err(_)) => return,
-            Err(_) => errors::unavailable(&format!("{}: no answer to a check within {:?}", self.connector.target, self.connector.op_timeout)),
+            Err(_) => errors::unavailable(&format!(
+                "{}: no answer to a check within {:?}",
+                self.connector.target, self.connector.op_timeout
+            )),
         };
         self.break_down(&error);
     }
 
-    /// The connection failed: drop it, fail writes fast, schedule the first reconnect.
+    /// The connection failed: drop it, fail writes fast, and reconnect at once (a connection
+    /// killed on a live server, as a failover or an operator does, costs one reconnect), then
+    /// with back-off.
     fn break_down(&mut self, error: &StoreError) {
         let cause = errors::message(error).to_string();
-        tracing::error!(retry_in = ?FIRST_RETRY, "the cluster store takes no writes until it reconnects (it retries by itself): {cause}");
+        tracing::error!("the cluster store takes no writes until it reconnects (it retries by itself): {cause}");
         self.conn = None;
         self.health.set(Some(cause.clone()));
         let now = Instant::now();
@@ -311,8 +333,8 @@ impl Writer {
             cause,
             since: now,
             attempts: 0,
-            next_attempt: now + FIRST_RETRY,
-            backoff: FIRST_RETRY,
+            next_attempt: now,
+            backoff: FIRST_RETRY / 2,
         });
     }
 
@@ -357,7 +379,10 @@ impl Writer {
                 for job in jobs {
                     let result = match &self.broken {
                         Some(b) => Err(StoreError::Io(b.cause.clone())),
-                        None => self.commit(std::slice::from_ref(&job)).await.map(|mut o| o.pop().unwrap_or(Outcome::Done)),
+                        None => self
+                            .commit(std::slice::from_ref(&job))
+                            .await
+                            .map(|mut o| o.pop().unwrap_or(Outcome::Done)),
                     };
                     let _ = job.reply.send(result);
                 }

@@ -64,9 +64,7 @@ pub async fn admin(url: &str) -> tokio_postgres::Client {
 /// Drop a test schema (best effort: a leftover only costs space in the throwaway instance).
 pub async fn drop_schema(url: &str, schema: &str) {
     let client = admin(url).await;
-    let _ = client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await;
+    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
 }
 
 /// Run `scripts/pg.sh ARGS` for the instance in `dir`.
