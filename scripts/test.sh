@@ -11,8 +11,8 @@ export HAPPN_RS_BIN=${HAPPN_RS_BIN:-$target/release/happn-rs}
 echo "== cargo build --release"
 cargo build --release --workspace --locked
 
-echo "== cargo test"
-cargo test --release --workspace --locked
+echo "== cargo test (with a private PostgreSQL for the cluster store's tests, stopped after)"
+scripts/pg.sh run cargo test --release --workspace --locked
 
 echo "== soak (${SOAK_SECONDS:=60} s of churn with misbehaving clients; CI runs 300 s)"
 SOAK_SECONDS=$SOAK_SECONDS cargo test --release -p happn-rs --locked --test soak -- --ignored --nocapture

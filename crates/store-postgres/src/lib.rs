@@ -1,0 +1,393 @@
+//! happn-store-postgres: the engine's [`Store`] on PostgreSQL, the storage of cluster mode
+//! (docs/CLUSTER.md): several happn-rs nodes sharing one database.
+//!
+//! # Layout
+//! One table per schema (default `public`), created by versioned migrations when a store opens
+//! (`schema` module; safe with several nodes starting at once):
+//!
+//! ```sql
+//! happn_data(path text COLLATE "C" PRIMARY KEY, data json NOT NULL, created bigint NOT NULL,
+//!            modified bigint NOT NULL, modified_by text, tag text)
+//! ```
+//!
+//! an image of the original's Mongo document (`{path, data, created, modified, modifiedBy,
+//! _tag}`), so its exports map straight in. `COLLATE "C"` makes paths compare as UTF-8 bytes,
+//! the order every store keeps, whatever the database's locale. `find(pattern)` and
+//! `remove_matching(pattern)` read only the primary-key range of the pattern's literal prefix
+//! (`path >= prefix AND path < prefix_end`, `prefix_end` bumping the last code point that can be
+//! bumped) and the engine's one matcher ([`Pattern::matches`]) decides: SQL only narrows.
+//!
+//! # Why `data` is `json`, not `jsonb`
+//! A record must come back exactly as written: key order, `18446744073709551615`, `0.1`, the
+//! client's own spacing (the conformance suite checks it; happn clients see key order). `jsonb`
+//! reorders keys, drops duplicates and normalises numbers into `numeric`, so it would change
+//! documents. `json` keeps the text byte for byte while PostgreSQL still checks it is JSON and
+//! still offers every JSON operator (`data->>'field'`), and an operator who wants indexed
+//! queries can add an expression index on `(data::jsonb -> …)` without this crate knowing.
+//! Criteria are evaluated by the engine's query code anyway (the one truth for every backend),
+//! so a second `jsonb` column would double every row's write cost for nothing the engine uses.
+//! `json` also accepts `\u0000` escapes, which `jsonb` refuses.
+//!
+//! # Writes: group commit
+//! Every mutation goes to one writer task with its own connection (`writer` module): it takes
+//! everything queued (up to [`MAX_GROUP`] operations) into ONE transaction, a handful of
+//! array statements rather than one per operation, and answers each waiter only after `COMMIT`.
+//! A refused group is rolled back and retried one operation per transaction. Each
+//! `write(batch)`, `replace` and `remove_matching` is atomic because its group is.
+//!
+//! # Reads
+//! Through a bounded pool ([`PgOptions::pool_size`] connections, deadpool-postgres), one
+//! statement each, so a read sees whole transactions only: never half a batch or half a group.
+//! Read-your-writes holds because a write is answered after its commit and every read is a new
+//! statement. No mirror is kept in memory: other nodes write the same table.
+//!
+//! # Failures
+//! While the database cannot be reached every write fails at once and every read that needs the
+//! database fails with `cluster store unavailable: <cause>` (`StoreError::Io`), and
+//! [`Store::health`] says `Unwritable` with that reason; the writer reconnects by itself
+//! (100 ms back-off doubling to 2 s) and the pool replaces dead connections, so nothing needs a
+//! restart. An acknowledged write is committed; a write in flight when the connection dropped
+//! gets the error (it may or may not have landed: PostgreSQL cannot say once the connection is
+//! gone). Every statement runs under `statement_timeout` ([`PgOptions::statement_timeout`]) and
+//! the client gives up a few seconds after it, so a database that stops answering without
+//! closing connections is noticed too.
+//!
+//! # Durability
+//! `ok` means committed with the server's `synchronous_commit` (default `on`: flushed to its
+//! write-ahead log; with synchronous standbys configured, also there). The store does not
+//! override it, so an operator's choice (`remote_apply`, or `off` for speed) holds.
+//!
+//! # TLS
+//! `sslmode=require` (or `verify-ca` / `verify-full`) in the URL connects through rustls and
+//! checks the server certificate against the Mozilla roots plus `sslrootcert`; see `config`.
+
+mod config;
+mod errors;
+mod schema;
+mod writer;
+
+pub use errors::UNAVAILABLE;
+pub use schema::{MIGRATIONS, MIGRATION_LOCK};
+pub use writer::{FIRST_RETRY, MAX_GROUP, MAX_RETRY, PROBE_INTERVAL};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use happn_engine::storage::{Store, StoreHealth, WriteBatch};
+use happn_engine::{Body, Millis, Pattern, Record, StoreError};
+use schema::{prefix_end, Sql};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::Row;
+use writer::{Connector, Health, Job, Msg, Op, Outcome, Writer};
+
+/// How to reach the database and how to use it.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A `postgres://` URL or libpq key=value string (see the crate docs on TLS).
+    pub url: String,
+    /// The schema holding the tables (created if missing). Several happn clusters can share a
+    /// database, one schema each.
+    pub schema: String,
+    /// Connections the readers may hold at once (the writer has one more of its own).
+    pub pool_size: usize,
+    /// The server aborts any statement running longer (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// Longest wait for a new connection, and for a pooled one when all are busy.
+    pub connect_timeout: Duration,
+    /// `application_name` of the store's connections (seen in `pg_stat_activity`), unless the
+    /// URL sets one.
+    pub application_name: String,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> PgOptions {
+        PgOptions {
+            url: url.into(),
+            schema: "public".into(),
+            pool_size: 8,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            application_name: "happn-rs".into(),
+        }
+    }
+}
+
+/// Counters of the writer (diagnostics, and the tests' proof of group commit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed by the writer (a group, or one operation of a refused group).
+    pub commits: u64,
+    /// Operations (`write`, `replace`, `remove_matching` calls) committed.
+    pub operations: u64,
+    /// Groups that were refused and retried one operation at a time.
+    pub group_failures: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub operations: AtomicU64,
+    pub group_failures: AtomicU64,
+}
+
+/// The PostgreSQL store: see the crate docs.
+pub struct PgStore {
+    pool: Pool,
+    sql: Arc<Sql>,
+    target: String,
+    op_timeout: Duration,
+    health: Arc<Health>,
+    tx: mpsc::UnboundedSender<Msg>,
+    counters: Arc<Counters>,
+}
+
+impl PgStore {
+    /// Connect, create or migrate the schema, and start the writer. Fails with
+    /// `StoreError::Io("cluster store unavailable: …")` when the database cannot be reached, and
+    /// with `StoreError::Io("cluster store: …")` when the URL is invalid or a migration fails.
+    pub async fn open(options: PgOptions) -> Result<PgStore, StoreError> {
+        let mut target = config::Target::parse(&options.url).map_err(|e| StoreError::Io(format!("cluster store: {e}")))?;
+        let tls = target.connector().map_err(|e| StoreError::Io(format!("cluster store: {e}")))?;
+        let described = target.describe();
+        let config = &mut target.config;
+        let timeout_ms = options.statement_timeout.as_millis().max(1);
+        let mut server_options = config.get_options().map(str::to_string).unwrap_or_default();
+        server_options.push_str(&format!(" -c statement_timeout={timeout_ms}"));
+        config.options(server_options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name(&options.application_name);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        // A peer that vanished without closing (a partition, a dead host) is noticed in about
+        // 10 s + 3 × 5 s rather than the system's two hours.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+        let config = target.config.clone();
+        let sql = Arc::new(Sql::new(&options.schema));
+        let op_timeout = options.statement_timeout + Duration::from_secs(5);
+        let connector = Arc::new(Connector {
+            config: config.clone(),
+            tls: tls.clone(),
+            sql: sql.clone(),
+            target: described.clone(),
+            op_timeout: op_timeout.max(options.connect_timeout),
+        });
+
+        // Migrate on a connection of its own, then let the writer prepare against the tables.
+        {
+            let (mut client, connection) = config
+                .connect(tls.clone())
+                .await
+                .map_err(|e| errors::unavailable(&format!("cannot connect to {described}: {}", errors::describe(&e))))?;
+            let driver = tokio::spawn(connection);
+            let applied = schema::migrate(&mut client, &options.schema).await.map_err(|e| {
+                if errors::is_connection_error(&e) {
+                    errors::unavailable(&format!("{described}: {}", errors::describe(&e)))
+                } else {
+                    StoreError::Io(format!(
+                        "cluster store: migrating schema {:?} failed: {}",
+                        options.schema,
+                        errors::describe(&e)
+                    ))
+                }
+            })?;
+            if !applied.is_empty() {
+                tracing::info!(schema = %options.schema, ?applied, "cluster store schema migrated");
+            }
+            drop(client);
+            let _ = driver.await;
+        }
+        let conn = connector.connect().await?;
+
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Io(format!("cluster store: connection pool: {e}")))?;
+
+        let health = Arc::new(Health::default());
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Writer::new(conn, connector, health.clone(), rx, counters.clone()).run());
+        Ok(PgStore {
+            pool,
+            sql,
+            target: described,
+            op_timeout,
+            health,
+            tx,
+            counters,
+        })
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            operations: self.counters.operations.load(Ordering::Relaxed),
+            group_failures: self.counters.group_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `user@host:port/db` of the database (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn submit(&self, op: Op) -> Result<Outcome, StoreError> {
+        self.health.check()?;
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Msg::Job(Job { op, reply })).map_err(|_| errors::writer_gone())?;
+        answer.await.map_err(|_| errors::writer_gone())?
+    }
+
+    /// Run one read on a pooled connection, bounded in time; a connection failure also asks the
+    /// writer to check its own, so `health()` follows promptly.
+    async fn read<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        each: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let run = async {
+            let client = self.pool.get().await.map_err(|e| errors::pool(e, &self.target))?;
+            let statement = client.prepare_cached(sql).await.map_err(|e| errors::map(&e, &self.target))?;
+            let rows = client.query(&statement, params).await.map_err(|e| errors::map(&e, &self.target))?;
+            rows.iter().map(each).collect()
+        };
+        let result = match tokio::time::timeout(self.op_timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(errors::unavailable(&format!(
+                "{}: no answer within {:?}",
+                self.target, self.op_timeout
+            ))),
+        };
+        if let Err(StoreError::Io(m)) = &result {
+            if m.starts_with(UNAVAILABLE) && !self.health.is_broken() {
+                let _ = self.tx.send(Msg::Probe);
+            }
+        }
+        result
+    }
+}
+
+/// A `json` column's text (its binary wire format is the text itself).
+struct JsonText<'a>(&'a str);
+
+impl<'a> FromSql<'a> for JsonText<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(JsonText(std::str::from_utf8(raw)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON
+    }
+}
+
+/// A row of `SELECT path, data, created, modified, tag`.
+fn record(row: &Row) -> Result<Record, StoreError> {
+    let path: String = row.get(0);
+    let text: JsonText = row
+        .try_get(1)
+        .map_err(|e| StoreError::Corrupt(format!("record at {path:?}: {e}")))?;
+    let data = Body::from_json(text.0).map_err(|e| StoreError::Corrupt(format!("record at {path:?}: body is not a JSON object: {e}")))?;
+    Ok(Record {
+        created: row.get(2),
+        modified: row.get(3),
+        tag: row.get(4),
+        data,
+        path,
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn get(&self, path: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(&self.sql.get, &[&path], record).await?.pop())
+    }
+
+    async fn created_at(&self, path: &str) -> Result<Option<Millis>, StoreError> {
+        Ok(self.read(&self.sql.created_at, &[&path], |r| Ok(r.get::<_, i64>(0))).await?.pop())
+    }
+
+    async fn replace(&self, path: &str, mut body: Body, now: Millis) -> Result<(Millis, Millis), StoreError> {
+        body.forget_parsed();
+        match self
+            .submit(Op::Replace {
+                path: path.to_string(),
+                body,
+                now,
+            })
+            .await?
+        {
+            Outcome::Stamps(created, modified) => Ok((created, modified)),
+            other => Err(StoreError::Io(format!("cluster store: a set of {path:?} got {other:?}"))),
+        }
+    }
+
+    async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
+        if !pattern.is_wildcard() {
+            return Ok(self.get(pattern.as_str()).await?.into_iter().collect());
+        }
+        let prefix = pattern.literal_prefix();
+        let keep = |row: &Row| -> Result<Option<Record>, StoreError> {
+            // Decode only what the matcher keeps.
+            if pattern.matches(row.get::<_, &str>(0)) {
+                record(row).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let found = match prefix_end(prefix) {
+            Some(end) => self.read(&self.sql.scan, &[&prefix, &end], keep).await?,
+            None => self.read(&self.sql.scan_open, &[&prefix], keep).await?,
+        };
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.puts.is_empty() && batch.removes.is_empty() {
+            return Ok(());
+        }
+        self.submit(Op::Write {
+            puts: batch.puts,
+            removes: batch.removes,
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn remove_matching(&self, pattern: &Pattern) -> Result<Vec<String>, StoreError> {
+        match self.submit(Op::RemoveMatching(pattern.clone())).await? {
+            Outcome::Removed(paths) => Ok(paths),
+            other => Err(StoreError::Io(format!("cluster store: a remove of {pattern} got {other:?}"))),
+        }
+    }
+
+    async fn len(&self) -> Result<usize, StoreError> {
+        let n = self.read(&self.sql.count, &[], |r| Ok(r.get::<_, i64>(0))).await?;
+        Ok(n.first().copied().unwrap_or(0) as usize)
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.health.get()
+    }
+}

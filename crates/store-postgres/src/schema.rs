@@ -1,0 +1,186 @@
+//! The tables, created and upgraded by versioned migrations when a store opens, and the SQL of
+//! every statement the store runs.
+//!
+//! # Migrations
+//! `happn_migrations(version, description, applied_at)` lists the migrations applied to a schema.
+//! Opening a store runs, in ONE transaction: `pg_advisory_xact_lock(MIGRATION_LOCK)`, then
+//! `CREATE SCHEMA/TABLE IF NOT EXISTS` for the schema and that table, then every migration whose
+//! version is not listed, in order, each recording itself. PostgreSQL's DDL is transactional, so
+//! a failed migration leaves nothing half-done, and the lock makes nodes that start at once take
+//! turns: the first migrates, the others find the versions listed and do nothing. (Without the
+//! lock two concurrent `CREATE TABLE IF NOT EXISTS` can both pass the check and one fails on the
+//! catalog's unique index.) The lock is a transaction lock, so a node that dies mid-migration
+//! releases it with its connection.
+//!
+//! A schema with versions this build does not know was migrated by a newer happn-rs; migrations
+//! are additive (new tables, columns with defaults, indexes), so an older node keeps working and
+//! logs a warning, which is what a rolling upgrade needs.
+
+use tokio_postgres::Client;
+
+/// The advisory lock key taken around migrations ("happn_mg" in ASCII). One key for every
+/// schema: migrations are short, and rare.
+pub const MIGRATION_LOCK: i64 = 0x6861_7070_6e5f_6d67;
+
+/// Every migration, in order. A released migration is never edited: a change is a new one.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "happn_data: one row per record",
+    // `path COLLATE "C"`: compared and ordered by bytes (UTF-8 byte order is code point order),
+    // the order every store keeps, whatever the database's locale; its primary-key index serves
+    // the prefix-range scans. `data json`: the body's exact text (see the crate docs).
+    "CREATE TABLE {schema}.happn_data (
+        path text COLLATE \"C\" PRIMARY KEY,
+        data json NOT NULL,
+        created bigint NOT NULL,
+        modified bigint NOT NULL,
+        modified_by text,
+        tag text
+    )",
+)];
+
+/// An SQL identifier, quoted.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Bring `schema` up to date; returns the versions applied now.
+pub async fn migrate(client: &mut Client, schema: &str) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let q = quote_ident(schema);
+    let txn = client.transaction().await?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    txn.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {q};
+         CREATE TABLE IF NOT EXISTS {q}.happn_migrations (
+             version integer PRIMARY KEY,
+             description text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         );"
+    ))
+    .await?;
+    let done: Vec<i32> = txn
+        .query(&format!("SELECT version FROM {q}.happn_migrations ORDER BY version"), &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for (version, description, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        txn.batch_execute(&sql.replace("{schema}", &q)).await?;
+        txn.execute(
+            &format!("INSERT INTO {q}.happn_migrations (version, description) VALUES ($1, $2)"),
+            &[version, description],
+        )
+        .await?;
+        applied.push(*version);
+    }
+    txn.commit().await?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some(unknown) = done.iter().find(|v| **v > newest) {
+        tracing::warn!(
+            schema,
+            version = unknown,
+            "the cluster schema was migrated by a newer happn-rs (version {unknown} > {newest}); using it as it is"
+        );
+    }
+    Ok(applied)
+}
+
+/// The SQL of every statement, for one schema.
+pub struct Sql {
+    pub get: String,
+    pub created_at: String,
+    pub scan: String,
+    pub scan_open: String,
+    pub count: String,
+    pub upsert: String,
+    pub replace: String,
+    pub delete_many: String,
+    pub delete_one: String,
+    pub lock_range: String,
+    pub lock_range_open: String,
+}
+
+impl Sql {
+    pub fn new(schema: &str) -> Sql {
+        let t = format!("{}.happn_data", quote_ident(schema));
+        let cols = "path, data, created, modified, tag";
+        Sql {
+            get: format!("SELECT {cols} FROM {t} WHERE path = $1"),
+            created_at: format!("SELECT created FROM {t} WHERE path = $1"),
+            // The literal prefix bounds the scan (`[prefix, prefix_end)`), the Rust matcher
+            // finishes it. `COLLATE "C"` on the parameters too, so the comparison is by bytes
+            // whatever the database's default collation.
+            scan: format!("SELECT {cols} FROM {t} WHERE path >= $1 COLLATE \"C\" AND path < $2 COLLATE \"C\" ORDER BY path"),
+            scan_open: format!("SELECT {cols} FROM {t} WHERE path >= $1 COLLATE \"C\" ORDER BY path"),
+            count: format!("SELECT count(*) FROM {t}"),
+            // Puts carry whole records: every column is overwritten. The body arrives as text
+            // and is cast to `json`, which checks it and keeps the text as it is.
+            upsert: format!(
+                "INSERT INTO {t} ({cols}) SELECT p, d::json, c, m, g FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) AS u(p, d, c, m, g)
+                 ON CONFLICT (path) DO UPDATE SET data = excluded.data, created = excluded.created, modified = excluded.modified, tag = excluded.tag"
+            ),
+            // A plain set: keeps the row's `created`, never sets `modified` before it, clears the
+            // tag (as `Store::replace` does), and says what it stored.
+            replace: format!(
+                "INSERT INTO {t} AS r ({cols}) SELECT p, d::json, n, n, NULL FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(p, d, n)
+                 ON CONFLICT (path) DO UPDATE SET data = excluded.data, modified = GREATEST(excluded.modified, r.created), tag = NULL
+                 RETURNING path, created, modified"
+            ),
+            delete_many: format!("DELETE FROM {t} WHERE path = ANY($1::text[])"),
+            delete_one: format!("DELETE FROM {t} WHERE path = $1 RETURNING path"),
+            // A wildcard remove: the prefix range's rows, locked for the transaction, matched in
+            // Rust, then deleted by path.
+            lock_range: format!("SELECT path FROM {t} WHERE path >= $1 COLLATE \"C\" AND path < $2 COLLATE \"C\" ORDER BY path FOR UPDATE"),
+            lock_range_open: format!("SELECT path FROM {t} WHERE path >= $1 COLLATE \"C\" ORDER BY path FOR UPDATE"),
+        }
+    }
+}
+
+/// The smallest string greater than every string that starts with `prefix` (`None`: no bound,
+/// for the empty prefix or one made only of `char::MAX`). With `COLLATE "C"` strings compare as
+/// UTF-8 bytes, which is code point order, so bumping the last code point that can be bumped
+/// (skipping the surrogate gap, which no string holds) gives the exclusive end of the range.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefix() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
+        assert_eq!(prefix_end("/a\u{D7FF}").as_deref(), Some("/a\u{E000}"));
+        assert_eq!(prefix_end("/a\u{10FFFF}").as_deref(), Some("/b"));
+        assert_eq!(prefix_end("/\u{7F}").as_deref(), Some("/\u{80}"), "across the one-byte boundary");
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for s in ["/a/", "/a/\u{10FFFF}x", "/a/zzz", "/a/\u{E000}"] {
+            assert!(s.starts_with("/a/") && s.as_bytes() < prefix_end("/a/").unwrap().as_bytes());
+        }
+        assert!("/a0" >= prefix_end("/a/").unwrap().as_str());
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("public"), "\"public\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert!(Sql::new("x\"y").get.contains("\"x\"\"y\".happn_data"));
+    }
+}

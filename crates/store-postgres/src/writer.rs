@@ -1,0 +1,569 @@
+//! The writer task: group commit on one dedicated connection.
+//!
+//! Every mutation is a [`Job`] sent over a channel. The task waits for the first, takes whatever
+//! else is already queued (up to [`MAX_GROUP`] operations), applies all of it in ONE transaction,
+//! and answers each waiter only after `COMMIT` returned (so an `Ok` is as durable as the server's
+//! `synchronous_commit` makes commits; PostgreSQL's default: flushed to its WAL). Writers that
+//! arrive during a commit form the next group, so 32 concurrent writers share each commit
+//! instead of paying one each.
+//!
+//! A group becomes few statements, not one per operation: consecutive operations on distinct
+//! paths form a *segment*, run as at most three array statements (a `DELETE … = ANY`, an
+//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` for puts, the same with a
+//! `created`-keeping update for plain sets). Operations inside a segment touch different rows, so
+//! their order does not matter; an operation on a path the segment already touched starts a new
+//! segment, and so does a `remove_matching` (which locks its prefix range, matches in Rust and
+//! deletes what matched). A group that is a single statement (the usual case: concurrent plain
+//! sets) runs without `BEGIN`/`COMMIT`, as one implicit transaction.
+//!
+//! # Failures
+//! * A statement PostgreSQL refuses (a NUL in a path, say) rolls the group back, which is then
+//!   retried one operation per transaction, so each waiter gets its own operation's outcome and
+//!   one bad operation cannot fail its neighbours.
+//! * A connection failure (refused, lost, server shutdown, no answer within the statement
+//!   timeout plus a margin) fails the group with `cluster store unavailable: …` — a commit whose
+//!   answer was lost may have landed, so the error says the outcome is unknown only by being an
+//!   error: no write is acknowledged that did not commit. The task drops the connection, marks
+//!   the store [`Unwritable`](happn_engine::storage::StoreHealth::Unwritable), and reconnects by
+//!   itself with back-off ([`FIRST_RETRY`] doubling to [`MAX_RETRY`]); meanwhile writes fail at
+//!   once with the same error. When idle it checks the connection every [`PROBE_INTERVAL`], so
+//!   `health()` notices an outage without writes, and a read that finds the database gone asks
+//!   for a check at once.
+
+use crate::errors;
+use crate::schema::{prefix_end, Sql};
+use crate::Counters;
+use happn_engine::storage::StoreHealth;
+use happn_engine::{Body, Millis, Pattern, Record, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, GenericClient, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Upper bound on the operations in one transaction: bounds a group's memory and the wait of its
+/// first writer; far above what 32–1000 concurrent writers queue.
+pub const MAX_GROUP: usize = 4096;
+
+/// Longest a group waits for the previous group's writers to come back (see `Writer::gather`).
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// Reconnect back-off after a connection failure and a first attempt at once: first wait,
+/// doubling up to the second.
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+pub const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// How often an idle writer checks its connection.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) enum Op {
+    /// Removes first, then puts.
+    Write {
+        puts: Vec<Record>,
+        removes: Vec<String>,
+    },
+    /// A plain set (`Store::replace`).
+    Replace {
+        path: String,
+        body: Body,
+        now: Millis,
+    },
+    RemoveMatching(Pattern),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    Done,
+    Stamps(Millis, Millis),
+    Removed(Vec<String>),
+}
+
+pub(crate) struct Job {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+pub(crate) enum Msg {
+    Job(Job),
+    /// Check the connection now (a reader met a connection error).
+    Probe,
+}
+
+/// Why the store takes no writes, if it does not: set by the writer, read by `health()` and by
+/// every write before it is queued (one atomic load while healthy).
+#[derive(Default)]
+pub(crate) struct Health {
+    broken: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(crate) fn get(&self) -> StoreHealth {
+        match self.reason() {
+            None => StoreHealth::Healthy,
+            Some(reason) => StoreHealth::Unwritable { reason },
+        }
+    }
+
+    /// The error for a write while the database is unreachable: it fails without queuing.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        match self.reason() {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Io(reason)),
+        }
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn reason(&self) -> Option<String> {
+        if !self.broken.load(Ordering::Acquire) {
+            return None;
+        }
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, reason: Option<String>) {
+        let mut guard = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        self.broken.store(reason.is_some(), Ordering::Release);
+        *guard = reason;
+    }
+}
+
+/// The writer's connection and its prepared statements.
+pub(crate) struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+/// The writer's prepared statements (see `schema::Sql`).
+struct Statements {
+    upsert: Statement,
+    replace: Statement,
+    delete_many: Statement,
+    delete_one: Statement,
+    lock_range: Statement,
+    lock_range_open: Statement,
+}
+
+/// How the writer (re)connects: the settings it needs, shared with the store.
+pub(crate) struct Connector {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+    pub sql: Arc<Sql>,
+    /// `user@host:port/db`, for messages.
+    pub target: String,
+    /// Client-side bound on any one round of statements (the statement timeout plus a margin):
+    /// a server that stopped answering without closing the connection is given up on.
+    pub op_timeout: Duration,
+}
+
+impl Connector {
+    pub(crate) async fn connect(&self) -> Result<Conn, StoreError> {
+        let fail = |e: tokio_postgres::Error| errors::unavailable(&format!("cannot connect to {}: {}", self.target, errors::describe(&e)));
+        let connect = async {
+            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(fail)?;
+            let target = self.target.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(target = %target, "cluster store writer connection ended: {}", errors::describe(&e));
+                }
+            });
+            let sql = &self.sql;
+            let statements = async {
+                Ok::<_, tokio_postgres::Error>(Statements {
+                    upsert: client.prepare(&sql.upsert).await?,
+                    replace: client.prepare(&sql.replace).await?,
+                    delete_many: client.prepare(&sql.delete_many).await?,
+                    delete_one: client.prepare(&sql.delete_one).await?,
+                    lock_range: client.prepare(&sql.lock_range).await?,
+                    lock_range_open: client.prepare(&sql.lock_range_open).await?,
+                })
+            }
+            .await
+            .map_err(|e| errors::map(&e, &self.target))?;
+            Ok(Conn { client, statements })
+        };
+        match tokio::time::timeout(self.op_timeout, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(errors::unavailable(&format!(
+                "cannot connect to {}: no answer within {:?}",
+                self.target, self.op_timeout
+            ))),
+        }
+    }
+}
+
+/// The writer after a connection failure, until it has reconnected.
+struct Broken {
+    cause: String,
+    since: Instant,
+    attempts: u32,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+pub(crate) struct Writer {
+    conn: Option<Conn>,
+    connector: Arc<Connector>,
+    broken: Option<Broken>,
+    health: Arc<Health>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    counters: Arc<Counters>,
+    last_group: usize,
+    last_commit: Duration,
+    last_answered: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Conn,
+        connector: Arc<Connector>,
+        health: Arc<Health>,
+        rx: mpsc::UnboundedReceiver<Msg>,
+        counters: Arc<Counters>,
+    ) -> Writer {
+        Writer {
+            conn: Some(conn),
+            connector,
+            broken: None,
+            health,
+            rx,
+            counters,
+            last_group: 0,
+            last_commit: Duration::ZERO,
+            last_answered: Instant::now(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        while let Some(first) = self.next_job().await {
+            let group = self.gather(first).await;
+            let size = group.len();
+            let started = Instant::now();
+            self.process(group).await;
+            self.last_answered = Instant::now();
+            self.last_commit = self.last_answered - started;
+            self.last_group = size;
+        }
+    }
+
+    /// The next job, meanwhile probing an idle connection and reconnecting a broken one when due.
+    async fn next_job(&mut self) -> Option<Job> {
+        loop {
+            let deadline = match &self.broken {
+                Some(b) => b.next_attempt,
+                None => Instant::now() + PROBE_INTERVAL,
+            };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(None) => return None,
+                Ok(Some(Msg::Job(job))) => return Some(job),
+                Ok(Some(Msg::Probe)) if self.broken.is_none() => self.probe().await,
+                Ok(Some(Msg::Probe)) => {}
+                Err(_) if self.broken.is_some() => self.reconnect().await,
+                Err(_) => self.probe().await,
+            }
+        }
+    }
+
+    /// The group to commit: `first`, everything queued behind it, and (briefly) the writers of
+    /// the previous group coming back. Without the pause the writers answered by one commit
+    /// resubmit just after the next one started with whatever was queued then, and a steady set
+    /// of N writers shares each commit about N/2 ways; so when fewer jobs are queued than the
+    /// previous group had, wait for that many, but never longer than half the previous commit
+    /// took nor [`MAX_GATHER_WAIT`]. A lone sequential writer (groups of one) never waits.
+    async fn gather(&mut self, first: Job) -> Vec<Job> {
+        let mut group = vec![first];
+        let target = self.last_group.min(MAX_GROUP);
+        let deadline = self.last_answered + (self.last_commit / 2).min(MAX_GATHER_WAIT);
+        while group.len() < MAX_GROUP {
+            let next = match self.rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(_) if group.len() >= target => None,
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        None
+                    } else {
+                        tokio::time::timeout(deadline - now, self.rx.recv()).await.ok().flatten()
+                    }
+                }
+            };
+            match next {
+                Some(Msg::Job(job)) => group.push(job),
+                // The group itself will tell whether the connection works.
+                Some(Msg::Probe) => {}
+                None => break,
+            }
+        }
+        group
+    }
+
+    async fn probe(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        let probe = tokio::time::timeout(self.connector.op_timeout, conn.client.simple_query("")).await;
+        let error = match probe {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) if errors::is_connection_error(&e) || conn.client.is_closed() => {
+                errors::unavailable(&format!("{}: {}", self.connector.target, errors::describe(&e)))
+            }
+            Ok(Err(_)) => return,
+            Err(_) => errors::unavailable(&format!(
+                "{}: no answer to a check within {:?}",
+                self.connector.target, self.connector.op_timeout
+            )),
+        };
+        self.break_down(&error);
+    }
+
+    /// The connection failed: drop it, fail writes fast, and reconnect at once (a connection
+    /// killed on a live server, as a failover or an operator does, costs one reconnect), then
+    /// with back-off.
+    fn break_down(&mut self, error: &StoreError) {
+        let cause = errors::message(error).to_string();
+        tracing::error!("the cluster store takes no writes until it reconnects (it retries by itself): {cause}");
+        self.conn = None;
+        self.health.set(Some(cause.clone()));
+        let now = Instant::now();
+        self.broken = Some(Broken {
+            cause,
+            since: now,
+            attempts: 0,
+            next_attempt: now,
+            backoff: FIRST_RETRY / 2,
+        });
+    }
+
+    async fn reconnect(&mut self) {
+        let Some(broken) = self.broken.as_mut() else { return };
+        broken.attempts += 1;
+        match self.connector.connect().await {
+            Ok(conn) => {
+                tracing::info!(after = ?broken.since.elapsed(), attempts = broken.attempts, "the cluster store reconnected and takes writes again");
+                self.conn = Some(conn);
+                self.broken = None;
+                self.health.set(None);
+            }
+            Err(e) => {
+                broken.backoff = (broken.backoff * 2).min(MAX_RETRY);
+                broken.next_attempt = Instant::now() + broken.backoff;
+                broken.cause = errors::message(&e).to_string();
+                tracing::warn!(attempt = broken.attempts, retry_in = ?broken.backoff, "the cluster store still cannot reconnect: {}", broken.cause);
+                self.health.set(Some(broken.cause.clone()));
+            }
+        }
+    }
+
+    async fn process(&mut self, jobs: Vec<Job>) {
+        if let Some(broken) = &self.broken {
+            let e = StoreError::Io(broken.cause.clone());
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        match self.commit(&jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if jobs.len() > 1 && self.broken.is_none() => {
+                // One refused operation must not fail its neighbours: each alone.
+                tracing::warn!(ops = jobs.len(), "cluster store group commit refused, retrying one by one: {e}");
+                self.counters.group_failures.fetch_add(1, Ordering::Relaxed);
+                for job in jobs {
+                    let result = match &self.broken {
+                        Some(b) => Err(StoreError::Io(b.cause.clone())),
+                        None => self
+                            .commit(std::slice::from_ref(&job))
+                            .await
+                            .map(|mut o| o.pop().unwrap_or(Outcome::Done)),
+                    };
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Apply `jobs` in order in one transaction and commit it; a connection failure breaks the
+    /// writer (see the module docs).
+    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(errors::writer_gone());
+        };
+        let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, jobs)).await;
+        let error = match result {
+            Ok(Ok(outcomes)) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters.operations.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                return Ok(outcomes);
+            }
+            Ok(Err(e)) if errors::is_connection_error(&e) || conn.client.is_closed() => {
+                errors::unavailable(&format!("{}: {}", self.connector.target, errors::describe(&e)))
+            }
+            Ok(Err(e)) => return Err(errors::refused(&e)),
+            Err(_) => errors::unavailable(&format!(
+                "{}: no answer within {:?} (the outcome of the writes in flight is unknown)",
+                self.connector.target, self.connector.op_timeout
+            )),
+        };
+        self.break_down(&error);
+        Err(error)
+    }
+}
+
+/// Operations on distinct paths, run as at most three statements (see the module docs).
+#[derive(Default)]
+struct Segment<'a> {
+    deletes: Vec<&'a str>,
+    puts: Vec<&'a Record>,
+    /// (job index, path, body text, now)
+    replaces: Vec<(usize, &'a str, &'a str, Millis)>,
+    touched: HashSet<&'a str>,
+}
+
+impl Segment<'_> {
+    fn statements(&self) -> usize {
+        usize::from(!self.deletes.is_empty()) + usize::from(!self.puts.is_empty()) + usize::from(!self.replaces.is_empty())
+    }
+}
+
+enum Step<'a> {
+    Segment(Segment<'a>),
+    Remove(usize, &'a Pattern),
+}
+
+fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
+    let mut steps = Vec::new();
+    let mut seg = Segment::default();
+    for (i, job) in jobs.iter().enumerate() {
+        match &job.op {
+            Op::Write { puts, removes } => {
+                // Within one batch removes come first and a later put of a path wins: what is
+                // left is at most one put or one delete per path.
+                let mut put_paths = HashSet::new();
+                let mut last_puts = Vec::new();
+                for r in puts.iter().rev() {
+                    if put_paths.insert(r.path.as_str()) {
+                        last_puts.push(r);
+                    }
+                }
+                let mut deletes = Vec::new();
+                for p in removes {
+                    if !put_paths.contains(p.as_str()) && !deletes.contains(&p.as_str()) {
+                        deletes.push(p.as_str());
+                    }
+                }
+                if put_paths.iter().chain(deletes.iter()).any(|p| seg.touched.contains(p)) {
+                    steps.push(Step::Segment(std::mem::take(&mut seg)));
+                }
+                seg.touched.extend(put_paths);
+                seg.touched.extend(deletes.iter().copied());
+                seg.deletes.extend(deletes);
+                seg.puts.extend(last_puts);
+            }
+            Op::Replace { path, body, now } => {
+                if seg.touched.contains(path.as_str()) {
+                    steps.push(Step::Segment(std::mem::take(&mut seg)));
+                }
+                seg.touched.insert(path);
+                seg.replaces.push((i, path, body.json(), *now));
+            }
+            Op::RemoveMatching(pattern) => {
+                if seg.statements() > 0 {
+                    steps.push(Step::Segment(std::mem::take(&mut seg)));
+                }
+                steps.push(Step::Remove(i, pattern));
+            }
+        }
+    }
+    if seg.statements() > 0 {
+        steps.push(Step::Segment(seg));
+    }
+    steps
+}
+
+async fn apply_group(conn: &mut Conn, jobs: &[Job]) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+    let steps = plan(jobs);
+    let mut outcomes = vec![Outcome::Done; jobs.len()];
+    let single = match steps.as_slice() {
+        [] => return Ok(outcomes),
+        [Step::Segment(seg)] => seg.statements() == 1,
+        [Step::Remove(_, pattern)] => !pattern.is_wildcard(),
+        _ => false,
+    };
+    if single {
+        // One statement is its own transaction: no BEGIN/COMMIT round trips.
+        run_steps(&conn.client, &conn.statements, &steps, &mut outcomes).await?;
+        return Ok(outcomes);
+    }
+    let txn = conn.client.transaction().await?;
+    run_steps(&txn, &conn.statements, &steps, &mut outcomes).await?;
+    txn.commit().await?;
+    Ok(outcomes)
+}
+
+async fn run_steps<C: GenericClient + Sync>(
+    client: &C,
+    s: &Statements,
+    steps: &[Step<'_>],
+    outcomes: &mut [Outcome],
+) -> Result<(), tokio_postgres::Error> {
+    for step in steps {
+        match step {
+            Step::Segment(seg) => {
+                if !seg.deletes.is_empty() {
+                    client.execute(&s.delete_many, &[&seg.deletes]).await?;
+                }
+                if !seg.puts.is_empty() {
+                    let paths: Vec<&str> = seg.puts.iter().map(|r| r.path.as_str()).collect();
+                    let bodies: Vec<&str> = seg.puts.iter().map(|r| r.data.json()).collect();
+                    let created: Vec<i64> = seg.puts.iter().map(|r| r.created).collect();
+                    let modified: Vec<i64> = seg.puts.iter().map(|r| r.modified).collect();
+                    let tags: Vec<Option<&str>> = seg.puts.iter().map(|r| r.tag.as_deref()).collect();
+                    client.execute(&s.upsert, &[&paths, &bodies, &created, &modified, &tags]).await?;
+                }
+                if !seg.replaces.is_empty() {
+                    let paths: Vec<&str> = seg.replaces.iter().map(|r| r.1).collect();
+                    let bodies: Vec<&str> = seg.replaces.iter().map(|r| r.2).collect();
+                    let nows: Vec<i64> = seg.replaces.iter().map(|r| r.3).collect();
+                    let rows = client.query(&s.replace, &[&paths, &bodies, &nows]).await?;
+                    // Paths are distinct within a segment: one row each.
+                    let job_of: HashMap<&str, usize> = seg.replaces.iter().map(|r| (r.1, r.0)).collect();
+                    for row in &rows {
+                        if let Some(i) = job_of.get(row.get::<_, &str>(0)) {
+                            outcomes[*i] = Outcome::Stamps(row.get(1), row.get(2));
+                        }
+                    }
+                }
+            }
+            Step::Remove(i, pattern) if !pattern.is_wildcard() => {
+                let rows = client.query(&s.delete_one, &[&pattern.as_str()]).await?;
+                outcomes[*i] = Outcome::Removed(rows.iter().map(|r| r.get::<_, String>(0)).collect());
+            }
+            Step::Remove(i, pattern) => {
+                let prefix = pattern.literal_prefix();
+                let rows = match prefix_end(prefix) {
+                    Some(end) => client.query(&s.lock_range, &[&prefix, &end]).await?,
+                    None => client.query(&s.lock_range_open, &[&prefix]).await?,
+                };
+                let matched: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).filter(|p| pattern.matches(p)).collect();
+                if !matched.is_empty() {
+                    client.execute(&s.delete_many, &[&matched]).await?;
+                }
+                outcomes[*i] = Outcome::Removed(matched);
+            }
+        }
+    }
+    Ok(())
+}
