@@ -28,7 +28,9 @@ for (const b of bundles) {
     bundle: true,
     minify: true,
     format: 'iife',
-    target: 'es2020',
+    // es2022 keeps the @noble classes' fields as written (es2020 rewrites each into a
+    // constructor assignment: 0.8 KB more); every browser with BigInt and WebSocket since 2021 has them
+    target: 'es2022',
     charset: 'utf8',
     legalComments: 'eof',
     banner: { js: b.banner },

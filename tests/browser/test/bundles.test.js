@@ -37,8 +37,8 @@ test('the bundles stay small', (t) => {
   const sizes = Object.values(FILES).map(([file]) => fs.statSync(path.join(DIST, file)).size);
   const total = sizes.reduce((a, b) => a + b, 0);
   t.diagnostic('bundle sizes (client + primus + crypto): ' + sizes.join(' + ') + ' = ' + total + ' bytes');
-  // the original ships 33 KB + 90 KB + 648 KB
-  assert.ok(total < 64 * 1024, 'bundles total ' + total + ' bytes');
+  // the original ships 33 KB + 90 KB + 648 KB; the aim is the whole set under 60 KB
+  assert.ok(total < 60 * 1024, 'bundles total ' + total + ' bytes');
 });
 
 test('served publicly in secure mode with validators; 304 on revalidation', async () => {

@@ -5,7 +5,10 @@
  * Chromium (CHROMIUM_BIN, default /usr/bin/chromium) driven by playwright-core in a fresh
  * profile. Pages load /browser_client from the server, as applications do.
  *
- *  startServer(opts)   {secure, config, port, dataDir, args, staticDir} -> handle (.url, .stop(), .restart())
+ *  startServer(opts)   {secure, config, port, dataDir, args, staticDir} -> handle (.url, .stop(), .restart());
+ *                      `command: [program, ...args]` runs another server with the same command line
+ *                      (the original happn 2.21 through tests/compat/tools/ref-server.js), and
+ *                      `staticDir: false` leaves out --static
  *  openBrowser()       one headless Chromium per test file; .page(url) opens a page and logs its console
  *  inPage(page, fn, arg)  page.evaluate with a timeout and the page's console in the error
  *
@@ -68,7 +71,7 @@ process.on('exit', () => {
 
 /** The happn-rs binary on 127.0.0.1 with the test pages as its static folder. */
 async function startServer(opts = {}) {
-  if (!fs.existsSync(BIN)) throw new Error('happn-rs binary not found at ' + BIN + ' (cargo build --release, or set HAPPN_RS_BIN)');
+  if (!opts.command && !fs.existsSync(BIN)) throw new Error('happn-rs binary not found at ' + BIN + ' (cargo build --release, or set HAPPN_RS_BIN)');
   const port = opts.port || (await freePort());
   const handle = {
     port,
@@ -76,7 +79,9 @@ async function startServer(opts = {}) {
     output: '',
     proc: null,
     async start() {
-      const args = ['--port', String(port), '--host', '127.0.0.1', '--static', opts.staticDir || PAGES];
+      const [cmd, ...args] = opts.command || [BIN];
+      args.push('--port', String(port), '--host', '127.0.0.1');
+      if (opts.staticDir !== false) args.push('--static', opts.staticDir || PAGES);
       if (opts.secure) args.push('--secure');
       if (opts.dataDir) args.push('--data-dir', opts.dataDir);
       else args.push('--memory');
@@ -84,7 +89,7 @@ async function startServer(opts = {}) {
       const env = Object.assign({}, process.env);
       delete env.HAPPN_SERVER_CONFIG;
       if (opts.config) env.HAPPN_SERVER_CONFIG = JSON.stringify(opts.config);
-      const proc = spawn(BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const proc = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
       live.add(proc);
       this.proc = proc;
       this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
