@@ -779,3 +779,52 @@ mod item_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod initial_value_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The frames `on` sends with current values, as the 2.21 server writes them.
+    #[test]
+    fn initial_values_and_emitted_events() {
+        let reply = Reply {
+            event_id: Some(&json!(3)),
+            session_id: None,
+            action: "on",
+            published: false,
+        };
+        let meta = RecordMeta::item(1, 2, "/p", None);
+        let item = r#"{"a":1,"_meta":{"created":1,"modified":2,"path":"/p","_id":"/p"}}"#;
+        assert_eq!(
+            reply.ok_initial_values([(r#"{"a":1}"#, meta)].into_iter()),
+            format!(
+                r#"{{"data":[{item}],"_meta":{{"status":"ok","type":"response","published":false,"eventId":3,"action":"on"}},"initialValues":[{{"data":{item},"_meta":{{"created":1,"modified":2,"path":"/p","_id":"/p"}}}}],"protocol":"1.1.0"}}"#
+            )
+        );
+        assert_eq!(
+            reply.ok_initial_values(std::iter::empty()),
+            r#"{"data":[],"_meta":{"status":"ok","type":"response","published":false,"eventId":3,"action":"on"},"initialValues":[],"protocol":"1.1.0"}"#
+        );
+        let data = json!({"a": 1});
+        assert_eq!(
+            initial_emit_event(data.as_object().unwrap(), &meta, "/SET@/p", "s", Some(&json!(3))),
+            r#"{"data":{"a":1},"_meta":{"created":1,"modified":2,"path":"/p","_id":"/p","channel":"/SET@/p","sessionId":"s","action":"/SET@/p","type":"data","eventId":3,"status":"ok","published":false},"protocol":"1.1.0"}"#
+        );
+    }
+
+    #[test]
+    fn record_meta_shapes() {
+        let text = |m: RecordMeta<'_>| {
+            let mut out = String::new();
+            m.write_members(&mut out);
+            out
+        };
+        assert_eq!(
+            text(RecordMeta::stored(1, 2, "/p", Some("t"))),
+            r#""created":1,"modified":2,"path":"/p","tag":"t""#
+        );
+        assert_eq!(text(RecordMeta::item_at("/p")), r#""path":"/p","_id":"/p""#);
+        assert_eq!(text(RecordMeta::removed(5, "/p/*")), r#""timestamp":5,"path":"/p/*""#);
+    }
+}

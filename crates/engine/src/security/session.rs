@@ -100,3 +100,95 @@ pub enum AuthorizeError {
 fn unauthorized(reason: String) -> AccessError {
     AccessError::Unauthorized { reason: Some(reason) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::{GroupSpec, Profiles, SecurityConfig, UserSpec};
+    use crate::storage::MemoryStore;
+
+    async fn security(profiles: Value) -> Security {
+        let cfg = SecurityConfig {
+            users: vec![UserSpec {
+                username: "u".into(),
+                password: Some("pw".into()),
+                groups: vec!["readers".into()],
+                ..Default::default()
+            }],
+            groups: vec![GroupSpec {
+                name: "readers".into(),
+                permissions: json!({"/r/*": {"actions": ["get"]}}).as_object().unwrap().clone(),
+                custom_data: None,
+            }],
+            profiles: Profiles::parse(&profiles).unwrap(),
+            ..Default::default()
+        };
+        let s = Security::new(Arc::new(DataService::new(Arc::new(MemoryStore::new()))), &cfg);
+        s.bootstrap(&cfg).await.unwrap();
+        s
+    }
+
+    async fn open(s: &Security, username: &str, password: &str) -> SessionUser {
+        let user = s
+            .authenticate(&Credentials::from_value(&json!({"username": username, "password": password})))
+            .await
+            .unwrap();
+        s.open_session(&user, "sid", now_millis(), &Map::new()).0
+    }
+
+    fn reason(e: AuthorizeError) -> Option<String> {
+        match e {
+            AuthorizeError::Denied(AccessError::Unauthorized { reason }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn permissions_then_revocation() {
+        let s = security(json!([])).await;
+        let mut u = open(&s, "u", "pw").await;
+        s.authorize_session("sid", &mut u, Some("/r/a"), "get").await.unwrap();
+        assert_eq!(
+            reason(s.authorize_session("sid", &mut u, Some("/r/a"), "set").await.unwrap_err()),
+            None
+        );
+        // A grant reaches the live session on its next request.
+        s.upsert_group(
+            "readers",
+            json!({"permissions": {"/r/*": {"actions": ["get", "set"]}}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            true,
+        )
+        .await
+        .unwrap();
+        s.authorize_session("sid", &mut u, Some("/r/a"), "set").await.unwrap();
+        // Without a path only revocation is checked.
+        s.authorize_session("sid", &mut u, None, "set").await.unwrap();
+        s.revoke("sid").await.unwrap();
+        let denied = reason(s.authorize_session("sid", &mut u, None, "get").await.unwrap_err());
+        assert_eq!(denied.as_deref(), Some("session with id sid has been revoked"));
+    }
+
+    #[tokio::test]
+    async fn the_stateful_policy_governs_the_socket() {
+        let s = security(json!([
+            {"name": "twice", "session": {"user.username": "u", "type": 1}, "policy": {"usage_limit": 2}},
+            {"name": "limited", "session": {"user.username": "_ADMIN", "type": 1}, "policy": {"permissions": {"/only": {"actions": ["get"]}}}},
+        ]))
+        .await;
+        let mut u = open(&s, "u", "pw").await;
+        assert_eq!(u.profile.name, "twice");
+        for _ in 0..2 {
+            s.authorize_session("sid", &mut u, Some("/r/a"), "get").await.unwrap();
+        }
+        let denied = reason(s.authorize_session("sid", &mut u, Some("/r/a"), "get").await.unwrap_err());
+        assert_eq!(denied.as_deref(), Some("session usage limit reached"));
+        // A policy's own permissions decide alone: even the admin is limited by them.
+        let mut admin = open(&s, ADMIN, DEFAULT_ADMIN_PASSWORD).await;
+        s.authorize_session("sid", &mut admin, Some("/only"), "get").await.unwrap();
+        let denied = reason(s.authorize_session("sid", &mut admin, Some("/other"), "get").await.unwrap_err());
+        assert_eq!(denied.as_deref(), Some("token permissions limited"));
+    }
+}
