@@ -378,7 +378,7 @@ mod tests {
         let Decoded::Request(Ok(r)) = decode_request(text) else {
             panic!("{:?}", decode_request(text));
         };
-        assert_eq!(r.action, crate::Action::Set);
+        assert_eq!(r.action(), crate::Action::Set);
         assert_eq!(r.event_id, Some(serde_json::json!(7)));
         assert_eq!(r.session_id, Some(serde_json::json!("s")));
         assert_eq!(r.path_str(), Ok("/a"));
@@ -386,7 +386,7 @@ mod tests {
             Some(crate::Data::Json(raw)) => assert_eq!(&**raw, r#"{"b":1,"a":2}"#, "a set's body stays text"),
             other => panic!("{other:?}"),
         }
-        assert!(r.option_truthy("merge"));
+        assert!(matches!(&r.command, crate::Command::Set(o) if o.merge));
 
         assert_eq!(decode_request(r#""primus::ping::5""#), Decoded::Control(Control::Ping("5".into())));
         assert_eq!(decode_request("[1]"), Decoded::Request(Err(RequestError::NotAnObject)));

@@ -2,6 +2,7 @@
 //! `protocol` and `timeout` are client-side only) and strict where a wrong type would otherwise
 //! reach the engine.
 
+use crate::command::Command;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -100,18 +101,18 @@ impl fmt::Debug for Data {
     }
 }
 
-/// A well-formed request.
+/// A well-formed request: the envelope every action shares, and what its action carries
+/// ([`Command`], its options typed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    pub action: Action,
+    pub command: Command,
     /// Echoed verbatim (any JSON value); `None` when the key was absent.
     pub event_id: Option<Value>,
     /// Echoed only; never used for authorisation.
     pub session_id: Option<Value>,
     pub path: Option<Value>,
+    /// A set's body (see [`Data`]); `None` for the actions whose data is read into the command.
     pub data: Option<Data>,
-    /// `options` (empty when absent or null).
-    pub options: Map<String, Value>,
 }
 
 /// Why a frame is not a request we can execute; each carries what the error reply echoes.
@@ -167,9 +168,8 @@ impl Request {
         }
     }
 
-    /// An option interpreted the way JS does: present and truthy.
-    pub fn option_truthy(&self, key: &str) -> bool {
-        self.options.get(key).is_some_and(truthy)
+    pub fn action(&self) -> Action {
+        self.command.action()
     }
 }
 
@@ -206,7 +206,7 @@ impl Envelope {
             event_id,
             session_id,
             path,
-            data,
+            mut data,
             options,
         } = self;
         let action = match action {
@@ -221,11 +221,8 @@ impl Envelope {
         };
         let options = match options {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(mut m)) => {
-                // The client's own request timeout: never read here (see `OptionsSeed`).
-                m.shift_remove("timeout");
-                m
-            }
+            // Only what the action reads is kept (`Command::read`).
+            Some(Value::Object(m)) => m,
             Some(other) => {
                 return Err(RequestError::Malformed {
                     action,
@@ -235,13 +232,13 @@ impl Envelope {
                 })
             }
         };
+        let command = Command::read(action, options, &mut data);
         Ok(Box::new(Request {
-            action,
+            command,
             event_id,
             session_id,
             path,
             data,
-            options,
         }))
     }
 }
@@ -763,12 +760,12 @@ mod tests {
     #[test]
     fn parses_set() {
         let r = Request::parse(json!({"action":"set","eventId":"abc","path":"/a","data":{"x":1},"sessionId":"s","options":{"merge":true,"timeout":20000},"protocol":"1.1.0"})).unwrap();
-        assert_eq!(r.action, Action::Set);
+        assert_eq!(r.action(), Action::Set);
         assert_eq!(r.event_id, Some(json!("abc")));
         assert_eq!(r.path_str().unwrap(), "/a");
-        assert!(r.option_truthy("merge"));
-        assert!(!r.option_truthy("noPublish"));
-        assert!(r.options.get("timeout").is_none(), "the client's own timeout is dropped");
+        let Command::Set(options) = &r.command else { panic!("{r:?}") };
+        assert!(options.merge);
+        assert!(!options.publish.no_publish);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 /// The record part of `_meta`: timestamps and path of the document a reply or event is about.
-/// Emitted order: timestamp, created, modified, path, _id, tag.
+/// Emitted order: timestamp, created, modified, path, _id, tag. The constructors are the shapes
+/// the replies use.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordMeta<'a> {
     pub timestamp: Option<i64>,
@@ -18,6 +19,51 @@ pub struct RecordMeta<'a> {
     pub path: Option<&'a str>,
     pub id: Option<&'a str>,
     pub tag: Option<&'a str>,
+}
+
+impl<'a> RecordMeta<'a> {
+    /// A stored document in a single-record reply or an event: created, modified, path, tag.
+    pub fn stored(created: i64, modified: i64, path: &'a str, tag: Option<&'a str>) -> Self {
+        RecordMeta {
+            created: Some(created),
+            modified: Some(modified),
+            path: Some(path),
+            tag,
+            ..Default::default()
+        }
+    }
+
+    /// A stored document as an item of a list (its path also as `_id`).
+    pub fn item(created: i64, modified: i64, path: &'a str, tag: Option<&'a str>) -> Self {
+        RecordMeta {
+            id: Some(path),
+            ..RecordMeta::stored(created, modified, path, tag)
+        }
+    }
+
+    /// Only the path: a projected document, or a write that was not stored (`noStore`).
+    pub fn at(path: &'a str) -> Self {
+        RecordMeta {
+            path: Some(path),
+            ..Default::default()
+        }
+    }
+
+    /// Only the path, also as `_id`: an item of a projected or `path_only` list.
+    pub fn item_at(path: &'a str) -> Self {
+        RecordMeta {
+            id: Some(path),
+            ..RecordMeta::at(path)
+        }
+    }
+
+    /// A remove: when it happened and the path (or pattern) removed.
+    pub fn removed(timestamp: i64, path: &'a str) -> Self {
+        RecordMeta {
+            timestamp: Some(timestamp),
+            ..RecordMeta::at(path)
+        }
+    }
 }
 
 /// Room for a reply's fixed text, its three timestamps and the eventId/sessionId echoes;
@@ -164,16 +210,33 @@ impl<'a> Reply<'a> {
         out
     }
 
-    /// `on` with `initialCallback`: data is the formatted items, plus the original's redundant
-    /// top-level `initialValues` array.
-    pub fn ok_initial_values(&self, items_json: &str, initial_values_json: &str) -> String {
+    /// `on` with `initialCallback`: data is the current values as items (`data_json` with its
+    /// record meta as `_meta`), plus the original's redundant top-level `initialValues` array
+    /// of `{"data":<item>,"_meta":<record meta>}`.
+    pub fn ok_initial_values<'v>(&self, values: impl ExactSizeIterator<Item = (&'v str, RecordMeta<'v>)>) -> String {
+        let mut items = Vec::with_capacity(values.len());
+        let mut raw = Vec::with_capacity(values.len());
+        for (data_json, record) in values {
+            let item = item_json_text(data_json, &record);
+            let mut r = String::with_capacity(item.len() + REPLY_OVERHEAD + record.text_len());
+            r.push_str("{\"data\":");
+            r.push_str(&item);
+            r.push_str(",\"_meta\":");
+            let mut w = ObjectWriter::open(&mut r);
+            record.write(&mut w);
+            w.close();
+            r.push('}');
+            raw.push(r);
+            items.push(item);
+        }
+        let (items_json, initial_values_json) = (format!("[{}]", items.join(",")), format!("[{}]", raw.join(",")));
         let mut out = self.buffer(items_json.len() + initial_values_json.len(), 0);
         let mut w = ObjectWriter::open(&mut out);
-        w.raw("data", items_json);
+        w.raw("data", &items_json);
         let mut m = w.object("_meta");
         self.write_tail(&mut m, true, "ok");
         m.close();
-        w.raw("initialValues", initial_values_json);
+        w.raw("initialValues", &initial_values_json);
         w.str("protocol", PROTOCOL_VERSION);
         w.close();
         out
@@ -277,6 +340,35 @@ pub fn unknown_action_error(action: &Value, event_id: Option<&Value>, session_id
     w.str("protocol", PROTOCOL_VERSION);
     w.close();
     out
+}
+
+/// One event of `on` with `initialEmit`: a current value of the subscribed path, sent after the
+/// reply and carrying the `on` request's eventId. (`data` is written from the parsed document,
+/// as the original re-serialises it.)
+pub fn initial_emit_event(
+    data: &serde_json::Map<String, Value>,
+    record: &RecordMeta<'_>,
+    channel: &str,
+    session_id: &str,
+    event_id: Option<&Value>,
+) -> String {
+    let mut s = String::with_capacity(REPLY_OVERHEAD + record.text_len() + 2 * channel.len() + session_id.len());
+    let mut w = ObjectWriter::open(&mut s);
+    w.value("data", data);
+    let mut m = w.object("_meta");
+    record.write(&mut m);
+    m.str("channel", channel)
+        .str("sessionId", session_id)
+        .str("action", channel)
+        .str("type", "data");
+    if let Some(e) = event_id {
+        m.value("eventId", e);
+    }
+    m.str("status", "ok").bool("published", false);
+    m.close();
+    w.str("protocol", PROTOCOL_VERSION);
+    w.close();
+    s
 }
 
 /// An event for one subscription, serialised as a template once per publish: the document body
@@ -685,5 +777,54 @@ mod item_tests {
             ),
             r#"{"_meta":{"path":"/p","_id":"/p"}}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod initial_value_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The frames `on` sends with current values, as the 2.21 server writes them.
+    #[test]
+    fn initial_values_and_emitted_events() {
+        let reply = Reply {
+            event_id: Some(&json!(3)),
+            session_id: None,
+            action: "on",
+            published: false,
+        };
+        let meta = RecordMeta::item(1, 2, "/p", None);
+        let item = r#"{"a":1,"_meta":{"created":1,"modified":2,"path":"/p","_id":"/p"}}"#;
+        assert_eq!(
+            reply.ok_initial_values([(r#"{"a":1}"#, meta)].into_iter()),
+            format!(
+                r#"{{"data":[{item}],"_meta":{{"status":"ok","type":"response","published":false,"eventId":3,"action":"on"}},"initialValues":[{{"data":{item},"_meta":{{"created":1,"modified":2,"path":"/p","_id":"/p"}}}}],"protocol":"1.1.0"}}"#
+            )
+        );
+        assert_eq!(
+            reply.ok_initial_values(std::iter::empty()),
+            r#"{"data":[],"_meta":{"status":"ok","type":"response","published":false,"eventId":3,"action":"on"},"initialValues":[],"protocol":"1.1.0"}"#
+        );
+        let data = json!({"a": 1});
+        assert_eq!(
+            initial_emit_event(data.as_object().unwrap(), &meta, "/SET@/p", "s", Some(&json!(3))),
+            r#"{"data":{"a":1},"_meta":{"created":1,"modified":2,"path":"/p","_id":"/p","channel":"/SET@/p","sessionId":"s","action":"/SET@/p","type":"data","eventId":3,"status":"ok","published":false},"protocol":"1.1.0"}"#
+        );
+    }
+
+    #[test]
+    fn record_meta_shapes() {
+        let text = |m: RecordMeta<'_>| {
+            let mut out = String::new();
+            m.write_members(&mut out);
+            out
+        };
+        assert_eq!(
+            text(RecordMeta::stored(1, 2, "/p", Some("t"))),
+            r#""created":1,"modified":2,"path":"/p","tag":"t""#
+        );
+        assert_eq!(text(RecordMeta::item_at("/p")), r#""path":"/p","_id":"/p""#);
+        assert_eq!(text(RecordMeta::removed(5, "/p/*")), r#""timestamp":5,"path":"/p/*""#);
     }
 }

@@ -11,8 +11,9 @@
 mod pipeline;
 mod sender;
 
-use crate::handler::{self, Answer, Conn, Parsed};
+use crate::handler::{self, Answer, Parsed};
 use crate::outbox::outbox;
+use crate::session::Session;
 use crate::state::{AppState, Outbox};
 use crate::websocket::{Incoming, Stream, WsSocket};
 use bytes::Bytes;
@@ -106,7 +107,7 @@ enum End {
 struct Connection {
     ws: WsSocket<Stream>,
     out: Sender,
-    conn: Conn,
+    session: Session,
     tx: Outbox,
     state: Arc<AppState>,
     /// The heartbeat deadline, or the close deadline once a close is under way.
@@ -135,7 +136,7 @@ impl Connection {
         Connection {
             ws,
             out: Sender::new(rx),
-            conn: Conn::new(key),
+            session: Session::new(key),
             tx,
             state,
             timer: Box::pin(tokio::time::sleep_until(deadline.unwrap_or_else(far_future))),
@@ -202,13 +203,8 @@ impl Connection {
                 Wake::Overflow if self.tx.evicted() => return End::Drop, // logged by `shed_queues`
                 Wake::Overflow => {
                     // The client stopped reading: drop it rather than buffer without bound.
-                    let who = self
-                        .conn
-                        .session
-                        .as_ref()
-                        .map(|s| s.id.to_string())
-                        .unwrap_or_else(|| "(not logged in)".into());
-                    tracing::warn!(conn = self.conn.key, session = %who, limit = self.tx.limit(), "closing connection: outbound queue full (client not reading)");
+                    let who = self.session.id().map_or("(not logged in)", |id| id);
+                    tracing::warn!(conn = self.session.key, session = %who, limit = self.tx.limit(), "closing connection: outbound queue full (client not reading)");
                     return End::Drop;
                 }
                 Wake::WriteFailed => return End::Drop,
@@ -225,14 +221,14 @@ impl Connection {
     /// Decode the next complete message and do what needs no waiting; `None` when the input
     /// holds no complete message.
     fn next_todo(&mut self) -> Option<Todo> {
-        let key = self.conn.key;
+        let key = self.session.key;
         let closing = self.closing;
         let text = match self.ws.next_message()? {
             Incoming::Text(_) | Incoming::Binary(_) if closing => return Some(Todo::Nothing),
-            Incoming::Text(t) => decode(&self.state, &mut self.conn, t),
+            Incoming::Text(t) => decode(&self.state, &self.session, t),
             // Primus sends text, but a binary frame holding UTF-8 JSON is read the same way.
             Incoming::Binary(b) => match std::str::from_utf8(b) {
-                Ok(t) => decode(&self.state, &mut self.conn, t),
+                Ok(t) => decode(&self.state, &self.session, t),
                 Err(_) => {
                     tracing::debug!(conn = key, "binary frame that is not UTF-8 dropped");
                     return Some(Todo::Nothing);
@@ -313,8 +309,10 @@ impl Connection {
     async fn request(&mut self, req: Box<Request>) {
         let pipelining = !self.state.data.writes_inline();
         let req = if pipelining && !self.pipeline.as_ref().is_some_and(|p| p.writes_to(&req)) {
-            let Connection { ws, out, conn, state, .. } = self;
-            match flushing(ws, out, Box::pin(handler::start_write(state, conn, req))).await {
+            let Connection {
+                ws, out, session, state, ..
+            } = self;
+            match flushing(ws, out, Box::pin(handler::start_write(state, session, req))).await {
                 Ok(write) => {
                     // A full pipeline first finishes its oldest write.
                     self.drain_to(MAX_PIPELINED - 1).await;
@@ -328,11 +326,16 @@ impl Connection {
         };
         self.drain().await;
         let Connection {
-            ws, out, conn, state, tx, ..
+            ws,
+            out,
+            session,
+            state,
+            tx,
+            ..
         } = self;
         // Pinned in place: this future is itself boxed by `serve`, so one allocation per
         // request holds both.
-        flushing(ws, out, std::pin::pin!(handler::handle_request(state, conn, tx, req))).await;
+        flushing(ws, out, std::pin::pin!(handler::handle_request(state, session, tx, req))).await;
     }
 
     /// Finish every pipelined write in flight, in order, writing output meanwhile.
@@ -363,7 +366,7 @@ impl Connection {
             timer,
             pipeline,
             close_by,
-            conn,
+            session,
             ..
         } = self;
         poll_fn(move |cx| {
@@ -394,7 +397,7 @@ impl Connection {
                 }
                 Poll::Ready(Ok(false)) => return Poll::Ready(Wake::Eof),
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(conn = conn.key, error = %e, "websocket read failed");
+                    tracing::debug!(conn = session.key, error = %e, "websocket read failed");
                     return Poll::Ready(Wake::Eof);
                 }
                 Poll::Pending => {}
@@ -433,7 +436,7 @@ impl Connection {
             let next = self.interval.map(|i| Instant::now() + i);
             self.timer.as_mut().reset(next.unwrap_or_else(far_future));
         } else {
-            tracing::debug!(conn = self.conn.key, "heartbeat flatlined; closing");
+            tracing::debug!(conn = self.session.key, "heartbeat flatlined; closing");
             self.close(vec![], 1000, String::new());
             self.timer.as_mut().reset(far_future());
         }
@@ -442,8 +445,8 @@ impl Connection {
     async fn finish(&mut self, end: End) {
         // Writes already started are committed: publish their events (and queue their replies).
         self.drain().await;
-        self.conn.end_session(&self.state);
-        self.state.unregister(self.conn.key);
+        self.session.end(&self.state);
+        self.state.unregister(self.session.key);
         if end == End::Flush {
             let Connection { ws, out, .. } = self;
             let flushed = poll_fn(|cx| match out.poll(cx, ws) {
@@ -468,7 +471,7 @@ enum Text {
 
 /// Decode a text frame: straight into a request, or through a JSON value when payload
 /// encryption may have wrapped it.
-fn decode(state: &AppState, conn: &mut Conn, text: &str) -> Text {
+fn decode(state: &AppState, session: &Session, text: &str) -> Text {
     if !state.config.encrypt_payloads {
         return match happn_protocol::decode_request(text) {
             Decoded::Control(c) => Text::Control(c),
@@ -479,7 +482,7 @@ fn decode(state: &AppState, conn: &mut Conn, text: &str) -> Text {
     match happn_protocol::decode_frame(text) {
         Frame::Control(c) => Text::Control(c),
         Frame::Invalid(e) => invalid(text, e),
-        Frame::Message(v) => Text::Parsed(handler::parse(state, conn, v)),
+        Frame::Message(v) => Text::Parsed(handler::parse(state, session, v)),
     }
 }
 

@@ -10,7 +10,7 @@
 //! On a server without `encryptPayloads` this costs one flag check per frame in and one pointer
 //! check per frame out.
 
-use crate::handler::Conn;
+use crate::session::Session;
 use crate::state::{AppState, Outbox};
 use happn_engine::security::crypto::{self, CryptoError, PassphraseCipher};
 use happn_protocol::{anonymous_error, Frame, Reply, WireError, PROTOCOL_VERSION};
@@ -89,7 +89,7 @@ fn undecryptable(message: impl std::fmt::Display) -> String {
 
 /// Unwrap an incoming frame before it is parsed as a request. `Err` is a reply to send in clear
 /// (the connection stays open; no other connection is affected).
-pub fn incoming(state: &AppState, conn: &Conn, frame: Value) -> Result<Value, String> {
+pub fn incoming(state: &AppState, cipher: Option<&FrameCipher>, frame: Value) -> Result<Value, String> {
     // A server without encryptPayloads has nothing to unwrap (and no connection has a cipher).
     if !state.config.encrypt_payloads {
         return Ok(frame);
@@ -100,7 +100,7 @@ pub fn incoming(state: &AppState, conn: &Conn, frame: Value) -> Result<Value, St
     let mut was_encrypted = false;
     let frame = match obj.get("encrypted") {
         Some(enc) if !obj.contains_key("action") => {
-            let Some(cipher) = &conn.cipher else {
+            let Some(cipher) = cipher else {
                 return Err(undecryptable(
                     "cannot decrypt the message: this connection has no encrypted session (log in first)",
                 ));
@@ -121,7 +121,7 @@ pub fn incoming(state: &AppState, conn: &Conn, frame: Value) -> Result<Value, St
     let action = obj.get("action").and_then(Value::as_str);
     // The 2.21 client sends these three in clear even on an encrypted connection.
     let clear_allowed = matches!(action, Some("describe" | "login" | "request-nonce"));
-    if conn.cipher.is_some() && !was_encrypted && !clear_allowed {
+    if cipher.is_some() && !was_encrypted && !clear_allowed {
         let message = "this connection encrypts payloads: after login, requests must be sent as {sessionId, encrypted}";
         return Err(refusal(&obj, action.unwrap_or("undefined"), message));
     }
@@ -192,19 +192,19 @@ fn buffer_bytes(v: &Value) -> Option<Vec<u8>> {
 /// Send a successful login reply. On an `encryptPayloads` server it goes out sealed to the
 /// session's public key, as `{"_meta":{"type":"login"},"protocol":…,"encrypted":Buffer,"publicKey":<server>}`,
 /// and the writer then encrypts everything after it with the session secret.
-pub fn send_login_reply(state: &AppState, conn: &Conn, tx: &Outbox, reply: String) -> Result<(), String> {
+pub fn send_login_reply(state: &AppState, session: &Session, tx: &Outbox, reply: String) -> Result<(), String> {
     if !state.config.encrypt_payloads {
         tx.text(reply);
         return Ok(());
     }
-    let session_key = conn
-        .session
+    let session_key = session
+        .login
         .as_ref()
-        .and_then(|s| s.user.as_ref())
+        .and_then(|l| l.user.as_ref())
         .and_then(|u| u.public_key.as_deref())
         .ok_or("an encrypted login needs the client's publicKey")?;
     let key = crypto::parse_public_key(session_key).map_err(|e| format!("publicKey: {e}"))?;
-    let cipher = conn.cipher.clone().ok_or("the session has no payload secret")?;
+    let cipher = session.cipher.clone().ok_or("the session has no payload secret")?;
     let sealed = crypto::ecies_encrypt(&state.server_key, &key, reply.as_bytes());
     let mut frame = String::with_capacity(sealed.len() * 4 + 160);
     frame.push_str("{\"_meta\":{\"type\":\"login\"},\"protocol\":\"");

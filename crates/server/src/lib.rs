@@ -4,16 +4,17 @@
 pub mod admin;
 pub mod admission;
 pub mod config;
-pub mod conn;
-pub mod encryption;
-pub mod handler;
-pub mod http;
-pub mod outbox;
+pub(crate) mod conn;
+pub(crate) mod encryption;
+pub(crate) mod handler;
+pub(crate) mod http;
+pub(crate) mod outbox;
+pub(crate) mod session;
 pub mod state;
-pub mod system;
-pub mod tls;
+pub(crate) mod system;
+pub(crate) mod tls;
 pub mod tools;
-pub mod websocket;
+pub(crate) mod websocket;
 
 use config::Config;
 use happn_engine::data::DataService;

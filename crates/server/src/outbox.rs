@@ -56,6 +56,7 @@ impl QueueBudget {
     }
 
     /// The total counted: every queue's bytes, each rounded down to a [`BUDGET_STEP`].
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire).max(0) as usize
     }

@@ -2,7 +2,8 @@
 //! and shutdown notices are delivered through.
 
 use crate::config::Config;
-pub use crate::outbox::{Outbound, Outbox, QueueBudget};
+pub(crate) use crate::outbox::{Outbox, QueueBudget};
+use crate::session::Identity;
 use happn_engine::data::DataService;
 use happn_engine::pubsub::Subscriptions;
 use happn_engine::security::Security;
@@ -13,37 +14,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// A connection as other tasks see it.
-#[derive(Clone)]
-pub struct Peer {
+/// A connection as other tasks see it: where its output goes, and who it is logged in as
+/// (the session's own [`Identity`], shared; `None` before login).
+pub(crate) struct Peer {
     pub tx: Outbox,
-    /// The logged-in session id (events carry the recipient's).
-    pub session_id: Option<Arc<str>>,
-    /// The login `info.clusterName` was set (skipped by `noCluster` publishes).
-    pub cluster_member: bool,
-    /// The session's user (secure mode), so a deleted user's sockets can be found.
-    pub username: Option<Arc<str>>,
+    pub identity: Option<Arc<Identity>>,
 }
 
 pub struct AppState {
     pub config: Config,
     pub name: String,
-    pub public_key: String,
+    pub(crate) public_key: String,
     /// The server's private key (opens encrypted logins, seals their replies).
-    pub server_key: k256::SecretKey,
-    pub data: Arc<DataService>,
-    pub security: Security,
+    pub(crate) server_key: k256::SecretKey,
+    pub(crate) data: Arc<DataService>,
+    pub(crate) security: Security,
     pub subscriptions: Subscriptions,
-    pub indexes: SessionIndexes,
+    pub(crate) indexes: SessionIndexes,
     /// Outbound bytes queued across all connections (`maxTotalQueueBytes`), with the count of
     /// connections closed to keep within it.
-    pub queue_budget: Arc<QueueBudget>,
+    pub(crate) queue_budget: Arc<QueueBudget>,
     peers: RwLock<HashMap<u64, Peer>>,
     next_key: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(config: Config, name: String, keypair: crate::system::ServerKeyPair, data: Arc<DataService>, security: Security) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        name: String,
+        keypair: crate::system::ServerKeyPair,
+        data: Arc<DataService>,
+        security: Security,
+    ) -> Self {
         AppState {
             queue_budget: QueueBudget::new(config.max_total_queue_bytes),
             config,
@@ -59,42 +61,34 @@ impl AppState {
         }
     }
 
-    pub fn register(&self, tx: Outbox) -> u64 {
+    pub(crate) fn register(&self, tx: Outbox) -> u64 {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        self.peers.write().insert(
-            key,
-            Peer {
-                tx,
-                session_id: None,
-                cluster_member: false,
-                username: None,
-            },
-        );
+        self.peers.write().insert(key, Peer { tx, identity: None });
         key
     }
 
-    pub fn unregister(&self, key: u64) {
+    pub(crate) fn unregister(&self, key: u64) {
         self.peers.write().remove(&key);
     }
 
-    pub fn set_session(&self, key: u64, session_id: Option<Arc<str>>, cluster_member: bool, username: Option<Arc<str>>) {
+    /// Only `Session::begin` and `Session::end` call this.
+    pub(crate) fn set_identity(&self, key: u64, identity: Option<Arc<Identity>>) {
         if let Some(p) = self.peers.write().get_mut(&key) {
-            p.session_id = session_id;
-            p.cluster_member = cluster_member;
-            p.username = username;
+            p.identity = identity;
         }
     }
 
     /// Close every socket logged in as `username`: the `server-side-disconnect` system message,
     /// then `primus::server::close` so the client does not reconnect, then the close.
-    pub fn disconnect_user(&self, username: &str, reason: &str) -> usize {
+    pub(crate) fn disconnect_user(&self, username: &str, reason: &str) -> usize {
         let preface = vec![
             happn_protocol::system_message("server-side-disconnect", &serde_json::Value::String(reason.into()), None),
             happn_protocol::encode_control("primus::server::close"),
         ];
         let peers = self.peers.read();
         let mut closed = 0;
-        for p in peers.values().filter(|p| p.username.as_deref() == Some(username)) {
+        let of_user = |p: &&Peer| p.identity.as_ref().and_then(|i| i.username.as_deref()) == Some(username);
+        for p in peers.values().filter(of_user) {
             p.tx.close(preface.clone(), 1000, String::new());
             closed += 1;
         }
@@ -104,12 +98,8 @@ impl AppState {
         closed
     }
 
-    pub fn peer(&self, key: u64) -> Option<Peer> {
-        self.peers.read().get(&key).cloned()
-    }
-
     /// Run `f` over the peers without cloning them (publish fan-out).
-    pub fn with_peers<R>(&self, f: impl FnOnce(&HashMap<u64, Peer>) -> R) -> R {
+    pub(crate) fn with_peers<R>(&self, f: impl FnOnce(&HashMap<u64, Peer>) -> R) -> R {
         f(&self.peers.read())
     }
 
@@ -124,7 +114,7 @@ impl AppState {
     /// push finds the total over the budget (never per push) and looks at every connection once.
     /// Connections already closing for it are left out: their queues go when their tasks end.
     /// Returns how many were closed.
-    pub fn shed_queues(&self) -> usize {
+    pub(crate) fn shed_queues(&self) -> usize {
         use crate::outbox::BUDGET_STEP;
         let budget = &self.queue_budget;
         let peers = self.peers.read();
@@ -157,7 +147,7 @@ impl AppState {
             budget.evicted_bytes.fetch_add(queued as u64, Ordering::Relaxed);
             tracing::warn!(
                 conn = key,
-                session = p.session_id.as_deref().unwrap_or("(not logged in)"),
+                session = p.identity.as_ref().map_or("(not logged in)", |i| &i.id),
                 queued,
                 total,
                 budget = budget.limit(),
@@ -170,7 +160,7 @@ impl AppState {
     }
 
     /// Ask every connection to close, with the given frames first.
-    pub fn close_all(&self, preface: &[String]) {
+    pub(crate) fn close_all(&self, preface: &[String]) {
         for p in self.peers.read().values() {
             p.tx.close(preface.to_vec(), 1000, String::new());
         }
@@ -180,7 +170,7 @@ impl AppState {
 /// Keeps queued output within the server-wide budget for as long as the server lives: woken by
 /// a push that finds the total over it, it closes the largest queues, then rests a moment so a
 /// burst of pushes costs at most one look at the connections per 10 ms.
-pub async fn shed_queues_task(state: Weak<AppState>) {
+pub(crate) async fn shed_queues_task(state: Weak<AppState>) {
     let Some(wake) = state.upgrade().map(|s| s.queue_budget.wake_handle()) else {
         return;
     };

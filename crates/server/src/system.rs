@@ -53,11 +53,6 @@ pub struct ServerKeyPair {
     pub secret: k256::SecretKey,
 }
 
-/// The server keypair's public half: base64 of the 33-byte compressed point.
-pub async fn server_public_key(data: &DataService) -> Result<String, DataError> {
-    Ok(server_keypair(data).await?.public_key)
-}
-
 /// The persisted server keypair (`{"value":"{\"privateKey\":b64,\"publicKey\":b64}"}` at the
 /// original's path, so a database from the original keeps its key), generated and persisted on
 /// first start. A record whose private key cannot be read is replaced, with a warning.

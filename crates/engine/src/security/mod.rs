@@ -13,6 +13,7 @@ mod password;
 mod permissions;
 pub mod policy;
 mod revocation;
+mod session;
 mod token;
 
 pub use config::{Credentials, GroupSpec, LockoutConfig, SecurityConfig, UserSpec};
@@ -22,6 +23,7 @@ pub use nonce::{NonceError, DEFAULT_NONCE_TTL};
 pub use password::{hash_password, verify_password};
 pub use permissions::Permissions;
 pub use policy::{Activity, Policy, PolicyDenial, Profile, Profiles};
+pub use session::{AuthorizeError, SessionUser};
 pub use token::{TokenClaims, TokenSigner};
 
 use crate::data::DataService;

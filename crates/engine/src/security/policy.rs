@@ -101,6 +101,17 @@ impl Policy {
         self.ttl_ms.is_some() || self.inactivity_ms.is_some()
     }
 
+    /// The permissions of a policy that has its own: they then decide alone, and the user's
+    /// groups are not consulted (`None` when the policy has none). Sockets and tokens alike.
+    pub fn own_permissions(&self, path: &str, action: &str) -> Option<Result<(), PolicyDenial>> {
+        let permissions = self.permissions.as_ref()?;
+        Some(if permissions.allows(path, action) {
+            Ok(())
+        } else {
+            Err(PolicyDenial::PermissionsLimited)
+        })
+    }
+
     /// Count a use; `now_ms` is only read back by an inactivity limit (see [`Policy::needs_time`]).
     pub fn record_use(activity: &mut Activity, now_ms: i64) {
         activity.last_ms = now_ms;

@@ -2,12 +2,11 @@
 //! session token in the original's hand-built JSON envelope.
 
 use super::params;
+use crate::handler::{access_error, Via};
 use crate::state::AppState;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use happn_engine::security::Credentials;
-use happn_engine::AccessError;
-use happn_protocol::WireError;
 
 pub async fn login(state: &AppState, query: Option<&str>) -> Response {
     let creds = Credentials::from_value(&params::login_credentials(&params::query_pairs(query)));
@@ -19,7 +18,7 @@ pub async fn login(state: &AppState, query: Option<&str>) -> Response {
             "null",
         ),
         Err(e) => {
-            let error = serde_json::to_string(&wire_error(&e)).expect("a wire error serialises");
+            let error = serde_json::to_string(&access_error(&e, Via::Http)).expect("a wire error serialises");
             envelope(StatusCode::FORBIDDEN, "login failed", "null", &error)
         }
     }
@@ -47,14 +46,6 @@ pub async fn request_nonce(state: &AppState, query: Option<&str>) -> Response {
     }
 }
 
-/// The error object as a socket login would carry it.
-fn wire_error(e: &AccessError) -> WireError {
-    match e {
-        AccessError::Unauthorized { reason } => WireError::access_denied("unauthorized", reason.clone()),
-        other => WireError::access_denied(other.to_string(), None),
-    }
-}
-
 /// `{"message":"…", "data":…, "error":…}` — with a space after each comma, byte for byte as the
 /// original writes it; clients and scripts may compare the text.
 fn envelope(status: StatusCode, message: &str, data_json: &str, error_json: &str) -> Response {
@@ -65,6 +56,7 @@ fn envelope(status: StatusCode, message: &str, data_json: &str, error_json: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use happn_engine::AccessError;
 
     #[tokio::test]
     async fn envelope_text_is_exact() {
@@ -81,8 +73,17 @@ mod tests {
             br#"{"message":"login failed", "data":null, "error":{"name":"AccessDenied","message":"Invalid credentials"}}"#
         );
         assert_eq!(
-            serde_json::to_string(&wire_error(&AccessError::LockedOut)).unwrap(),
+            serde_json::to_string(&access_error(&AccessError::LockedOut, Via::Http)).unwrap(),
             r#"{"name":"AccessDenied","message":"Account locked out"}"#
+        );
+        // `/auth/login` answers every failed login as AccessDenied; a socket the original's way.
+        assert_eq!(
+            serde_json::to_string(&access_error(&AccessError::NonceExpired, Via::Http)).unwrap(),
+            r#"{"name":"AccessDenied","message":"nonce expired or public key invalid"}"#
+        );
+        assert_eq!(
+            access_error(&AccessError::NonceExpired, Via::Socket).name,
+            "Error: nonce expired or public key invalid"
         );
     }
 }
