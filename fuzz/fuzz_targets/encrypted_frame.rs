@@ -9,7 +9,7 @@
 
 use happn_engine::security::crypto::{self, PassphraseCipher};
 use happn_protocol::{decode_frame, Frame};
-use happn_rs::encryption::FrameCipher;
+use happn_rs::fuzzing::FrameCipher;
 use k256::SecretKey;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

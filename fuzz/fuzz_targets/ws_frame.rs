@@ -12,8 +12,8 @@
 //! Input: byte 0 picks the message size limit and the chunk size, the rest is the wire.
 #![no_main]
 
-use happn_rs::websocket::frame::{self, Kind};
-use happn_rs::websocket::{Incoming, WsSocket};
+use happn_rs::fuzzing::frame::{self, Kind};
+use happn_rs::fuzzing::{Incoming, WsSocket};
 use libfuzzer_sys::fuzz_target;
 use std::io;
 use std::pin::Pin;

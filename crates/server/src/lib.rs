@@ -16,6 +16,15 @@ pub(crate) mod tls;
 pub mod tools;
 pub(crate) mod websocket;
 
+/// The hand-written parsers on the untrusted path, reachable for the cargo-fuzz targets in
+/// `fuzz/` (docs/FUZZING.md); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::encryption::FrameCipher;
+    pub use crate::websocket::frame;
+    pub use crate::websocket::{Incoming, WsSocket};
+}
+
 use config::Config;
 use happn_engine::data::DataService;
 use happn_engine::security::Security;
