@@ -37,10 +37,15 @@ pub struct Channel {
     pub path: String,
 }
 
+/// A subscription channel that is not `/SET@…`, `/REMOVE@…` or `/ALL@…`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid subscription channel {0:?}: expected /SET@<path>, /REMOVE@<path> or /ALL@<path>")]
+pub struct ChannelError(pub String);
+
 impl Channel {
     /// Parse `/SET@…`, `/REMOVE@…`, `/ALL@…` (upper case exactly, like the original).
-    pub fn parse(channel: &str) -> Result<Channel, String> {
-        let bad = || format!("invalid subscription channel {channel:?}: expected /SET@<path>, /REMOVE@<path> or /ALL@<path>");
+    pub fn parse(channel: &str) -> Result<Channel, ChannelError> {
+        let bad = || ChannelError(channel.to_string());
         let rest = channel.strip_prefix('/').ok_or_else(bad)?;
         let (event, path) = rest.split_once('@').ok_or_else(bad)?;
         let kind = match event {
@@ -315,7 +320,7 @@ impl Subscriptions {
     }
 
     /// `on`: add `ref_count` (0 or missing counts as 1) to the subscriber's count on `channel`.
-    pub fn subscribe(&self, who: Subscriber, channel: &str, ref_count: i64) -> Result<(), String> {
+    pub fn subscribe(&self, who: Subscriber, channel: &str, ref_count: i64) -> Result<(), ChannelError> {
         let parsed = Channel::parse(channel)?;
         let inc = if ref_count == 0 { 1 } else { ref_count };
         let mut inner = self.inner.write();

@@ -329,7 +329,7 @@ fn check_names(command: &Admin) -> Result<(), Failure> {
     };
     for name in names {
         if name != happn_engine::security::ADMIN {
-            happn_engine::security::validate_name(name).map_err(Failure::Usage)?;
+            happn_engine::security::validate_name(name).map_err(|e| Failure::Usage(e.to_string()))?;
         }
     }
     Ok(())

@@ -404,9 +404,9 @@ fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigErro
                 other => r.unknown(&format!("{key}.{other}")),
             }
         }
-        happn_engine::security::validate_name(&spec.username).map_err(|message| ConfigError::Invalid {
+        happn_engine::security::validate_name(&spec.username).map_err(|e| ConfigError::Invalid {
             key: format!("{key}.username"),
-            message,
+            message: e.to_string(),
         })?;
         out.push(spec);
     }
@@ -450,9 +450,9 @@ fn read_groups(r: &mut Reader<'_>, v: &Value) -> Result<Vec<GroupSpec>, ConfigEr
                 other => r.unknown(&format!("{key}.{other}")),
             }
         }
-        happn_engine::security::validate_name(&spec.name).map_err(|message| ConfigError::Invalid {
+        happn_engine::security::validate_name(&spec.name).map_err(|e| ConfigError::Invalid {
             key: format!("{key}.name"),
-            message,
+            message: e.to_string(),
         })?;
         out.push(spec);
     }

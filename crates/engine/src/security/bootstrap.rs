@@ -51,7 +51,7 @@ impl Security {
         }
         self.put(&link_path(ADMIN, ADMIN), json!({}), now).await?;
         for g in &config.groups {
-            validate_name(&g.name).map_err(DataError::BadRequest)?;
+            validate_name(&g.name).map_err(|e| DataError::BadRequest(e.to_string()))?;
             let mut rec = json!({"name": g.name, "permissions": g.permissions});
             if let Some(c) = &g.custom_data {
                 rec["custom_data"] = c.clone();
@@ -59,7 +59,7 @@ impl Security {
             self.put(&group_path(&g.name), rec, now).await?;
         }
         for u in &config.users {
-            validate_name(&u.username).map_err(DataError::BadRequest)?;
+            validate_name(&u.username).map_err(|e| DataError::BadRequest(e.to_string()))?;
             let mut rec = json!({"username": u.username, "custom_data": u.custom_data.clone().unwrap_or(json!({}))});
             if let Some(pk) = &u.public_key {
                 rec["publicKey"] = Value::String(pk.clone());

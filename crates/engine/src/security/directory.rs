@@ -161,7 +161,7 @@ impl Security {
                 let Value::Object(perms) = v else {
                     return Err(bad(format!("permissions must be an object, got {v}")));
                 };
-                permissions::validate(&perms).map_err(bad)?;
+                permissions::validate(&perms).map_err(|e| bad(e.to_string()))?;
                 let perms: Map<String, Value> = perms.into_iter().map(|(k, v)| (k.replace("\\u002e", "."), v)).collect();
                 data.insert(k, Value::Object(perms));
             } else if k != "name" {

@@ -21,7 +21,7 @@ pub use directory::SecurityPath;
 pub use http_access::{http_permission_path, HttpDenied, HttpGrant, HTTP_PREFIX};
 pub use nonce::{NonceError, DEFAULT_NONCE_TTL};
 pub use password::{hash_password, verify_password};
-pub use permissions::Permissions;
+pub use permissions::{PermissionError, Permissions};
 pub use policy::{Activity, Policy, PolicyDenial, Profile, Profiles};
 pub use session::{AuthorizeError, SessionUser};
 pub use token::{TokenClaims, TokenSigner};
@@ -128,17 +128,28 @@ pub fn link_path(user: &str, group: &str) -> String {
     format!("{USER_PREFIX}{user}/_USER_GROUP/{group}")
 }
 
+/// Why a user or group name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("name must not be empty")]
+    Empty,
+    #[error("invalid name {0:?}: '/' and '*' are not allowed")]
+    Separator(String),
+    #[error("invalid name {0:?}: contains the reserved word {1}")]
+    Reserved(String, &'static str),
+}
+
 /// Names may not contain `/` or the reserved words the original refuses.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("name must not be empty".into());
+        return Err(NameError::Empty);
     }
     if name.contains('/') || name.contains('*') {
-        return Err(format!("invalid name {name:?}: '/' and '*' are not allowed"));
+        return Err(NameError::Separator(name.to_string()));
     }
     for reserved in ["_SYSTEM", "_GROUP", "_PERMISSION", "_USER_GROUP"] {
         if name.contains(reserved) {
-            return Err(format!("invalid name {name:?}: contains the reserved word {reserved}"));
+            return Err(NameError::Reserved(name.to_string(), reserved));
         }
     }
     Ok(())

@@ -37,21 +37,34 @@ impl Permissions {
     }
 }
 
+/// Why a permission map is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PermissionError {
+    #[error("a permission path must not be empty")]
+    EmptyPath,
+    #[error("permission {0:?} needs an `actions` list")]
+    NoActions(String),
+    #[error("permission {0:?}: `actions` must be a list, got {1}")]
+    ActionsNotAList(String, Value),
+    #[error("permission {0:?}: every action must be a non-empty string, got {1}")]
+    BadAction(String, Value),
+}
+
 /// A permission map must be `{"<path>": {"actions": ["<action>", ...]}}`; anything else is
 /// refused when a group or policy is written, so a typo never silently grants nothing.
-pub fn validate(permissions: &Map<String, Value>) -> Result<(), String> {
+pub fn validate(permissions: &Map<String, Value>) -> Result<(), PermissionError> {
     for (path, spec) in permissions {
         if path.is_empty() {
-            return Err("a permission path must not be empty".into());
+            return Err(PermissionError::EmptyPath);
         }
         let Some(actions) = spec.get("actions") else {
-            return Err(format!("permission {path:?} needs an `actions` list"));
+            return Err(PermissionError::NoActions(path.clone()));
         };
-        let Value::Array(actions) = actions else {
-            return Err(format!("permission {path:?}: `actions` must be a list, got {actions}"));
+        let Value::Array(list) = actions else {
+            return Err(PermissionError::ActionsNotAList(path.clone(), actions.clone()));
         };
-        if let Some(bad) = actions.iter().find(|a| a.as_str().is_none_or(str::is_empty)) {
-            return Err(format!("permission {path:?}: every action must be a non-empty string, got {bad}"));
+        if let Some(bad) = list.iter().find(|a| a.as_str().is_none_or(str::is_empty)) {
+            return Err(PermissionError::BadAction(path.clone(), bad.clone()));
         }
     }
     Ok(())

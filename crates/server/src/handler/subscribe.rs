@@ -22,7 +22,7 @@ pub(super) async fn on(state: &AppState, session: &Session, req: &Request, optio
     state
         .subscriptions
         .subscribe(sub, channel, options.ref_count)
-        .map_err(Failure::Bad)?;
+        .map_err(|e| Failure::Bad(e.to_string()))?;
     let reply = base_reply(req);
     if !options.initial_callback && !options.initial_emit {
         return Ok(vec![reply.ok_status_first("{}")]);
