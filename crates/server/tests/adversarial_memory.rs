@@ -12,31 +12,14 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::BufRead;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, free_port, server_command, Ws};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
+use common::{connect, free_port, rss_kib, server_command, Proc, Ws};
 
 /// Samples the server's RSS every 10 ms until dropped, keeping the peak: a burst between two
 /// reads from the test's own loop would otherwise go unseen.

@@ -6,7 +6,6 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,19 +14,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
-use common::{connect, free_port, server_command, Ws};
+use common::{connect, free_port, rss_kib, server_command, Proc, Ws};
 
 /// One test at a time: each measures a server's memory and a client's latency on a small
 /// machine, which another test's server would disturb.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The release binary in memory mode, with `config` as its JSON configuration.
 async fn start(config: Value) -> (Proc, u16) {
@@ -43,15 +34,6 @@ async fn start(config: Value) -> (Proc, u16) {
     let server = Proc(child);
     drop(connect(port).await); // up and serving
     (server, port)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// The server's peak RSS, sampled every 50 ms until `stop`.
