@@ -72,6 +72,26 @@ impl fmt::Display for Pattern {
     }
 }
 
+/// The smallest string greater than every string that starts with `prefix` (`None`: no bound,
+/// for the empty prefix or one made only of `char::MAX`): the exclusive end of a store's range
+/// scan over [`Pattern::literal_prefix`]. UTF-8 byte order (redb's `&str` keys, PostgreSQL's
+/// `COLLATE "C"`) is code point order, so bumping the last code point that can be bumped
+/// (skipping the surrogate gap, which no string holds) gives it.
+pub fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +156,19 @@ mod tests {
         fn agrees_with_reference(p in "[ab/*.]{0,8}", s in "[ab/.]{0,10}") {
             prop_assert_eq!(Pattern::new(&p).matches(&s), reference(p.as_bytes(), s.as_bytes()));
         }
+    }
+
+    #[test]
+    fn prefix_end_bounds_exactly_the_prefix() {
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
+        assert_eq!(prefix_end("/a\u{D7FF}").as_deref(), Some("/a\u{E000}"));
+        assert_eq!(prefix_end("/a\u{10FFFF}").as_deref(), Some("/b"));
+        assert_eq!(prefix_end("/\u{7F}").as_deref(), Some("/\u{80}"), "across the one-byte boundary");
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+        for s in ["/a/", "/a/\u{10FFFF}x", "/a/zzz", "/a/\u{E000}"] {
+            assert!(s.starts_with("/a/") && s.as_bytes() < prefix_end("/a/").unwrap().as_bytes());
+        }
+        assert!("/a0" >= prefix_end("/a/").unwrap().as_str());
     }
 }

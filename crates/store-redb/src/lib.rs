@@ -424,7 +424,7 @@ pub(crate) fn scan(db: &Database, file: &Path, pattern: &Pattern) -> Result<Vec<
     let txn = db.begin_read().map_err(|e| map(e.into()))?;
     let table = txn.open_table(RECORDS).map_err(|e| map(e.into()))?;
     let prefix = pattern.literal_prefix();
-    let end = writer::prefix_end(prefix);
+    let end = happn_engine::path::prefix_end(prefix);
     let range: (Bound<&str>, Bound<&str>) = (Bound::Included(prefix), end.as_deref().map_or(Bound::Unbounded, Bound::Excluded));
     let mut out = Vec::new();
     // The trait methods tie the guards to `table` (and so to `txn`), unlike the inherent ones.

@@ -23,6 +23,7 @@
 
 use crate::errors;
 use crate::{FLUSH_INTERVAL, RECORDS};
+use happn_engine::path::prefix_end;
 use happn_engine::storage::{MemoryStore, StoreHealth, WriteBatch};
 use happn_engine::{Pattern, Record, StoreError};
 use redb::{Database, Durability, Table};
@@ -559,41 +560,5 @@ fn apply(table: &mut Table<&'static str, &'static [u8]>, op: &Op) -> Result<Vec<
             }
             Ok(removed)
         }
-    }
-}
-
-/// The smallest string greater than every string that starts with `prefix` (`None`: no bound,
-/// for the empty prefix or one made only of `char::MAX`). UTF-8 byte order is code point order,
-/// so bumping the last code point that can be bumped gives the exclusive end of the range.
-pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last as u32 + 1 {
-            0xD800 => Some('\u{E000}'), // skip the surrogate gap
-            n => char::from_u32(n),
-        };
-        if let Some(c) = next {
-            chars.push(c);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_end;
-
-    #[test]
-    fn prefix_end_bounds_exactly_the_prefix() {
-        assert_eq!(prefix_end(""), None);
-        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
-        assert_eq!(prefix_end("/a\u{D7FF}").as_deref(), Some("/a\u{E000}"));
-        assert_eq!(prefix_end("/a\u{10FFFF}").as_deref(), Some("/b"));
-        assert_eq!(prefix_end("\u{10FFFF}"), None);
-        for s in ["/a/", "/a/\u{10FFFF}x", "/a/zzz", "/a/\u{E000}"] {
-            assert!(s.starts_with("/a/") && s < prefix_end("/a/").unwrap().as_str());
-        }
-        assert!("/a0" >= prefix_end("/a/").unwrap().as_str());
     }
 }
