@@ -253,7 +253,7 @@ impl PgStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome, StoreError> {
-        self.health.check()?;
+        self.health.check(|reason| StoreError::Io(reason.to_string()))?;
         let (reply, answer) = oneshot::channel();
         self.tx.send(Msg::Job(Job { op, reply })).map_err(|_| errors::writer_gone())?;
         answer.await.map_err(|_| errors::writer_gone())?

@@ -33,11 +33,10 @@
 use crate::errors;
 use crate::schema::{prefix_end, Sql};
 use crate::Counters;
-use happn_engine::storage::StoreHealth;
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, GenericClient, Statement};
@@ -93,45 +92,7 @@ pub(crate) enum Msg {
 
 /// Why the store takes no writes, if it does not: set by the writer, read by `health()` and by
 /// every write before it is queued (one atomic load while healthy).
-#[derive(Default)]
-pub(crate) struct Health {
-    broken: AtomicBool,
-    reason: Mutex<Option<String>>,
-}
-
-impl Health {
-    pub(crate) fn get(&self) -> StoreHealth {
-        match self.reason() {
-            None => StoreHealth::Healthy,
-            Some(reason) => StoreHealth::Unwritable { reason },
-        }
-    }
-
-    /// The error for a write while the database is unreachable: it fails without queuing.
-    pub(crate) fn check(&self) -> Result<(), StoreError> {
-        match self.reason() {
-            None => Ok(()),
-            Some(reason) => Err(StoreError::Io(reason)),
-        }
-    }
-
-    pub(crate) fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Acquire)
-    }
-
-    fn reason(&self) -> Option<String> {
-        if !self.broken.load(Ordering::Acquire) {
-            return None;
-        }
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, reason: Option<String>) {
-        let mut guard = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        self.broken.store(reason.is_some(), Ordering::Release);
-        *guard = reason;
-    }
-}
+pub(crate) use happn_engine::storage::HealthFlag as Health;
 
 /// The writer's connection and its prepared statements.
 pub(crate) struct Conn {

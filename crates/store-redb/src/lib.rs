@@ -315,7 +315,7 @@ impl RedbStore {
     /// Make every write answered so far durable now (relaxed mode; in durable mode they already
     /// are, and this costs nothing).
     pub async fn sync(&self) -> Result<(), StoreError> {
-        self.health.check()?;
+        self.health.check(errors::unavailable)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Sync(reply))?;
         answer.await.map_err(|_| errors::writer_gone())?
@@ -330,7 +330,7 @@ impl RedbStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Vec<String>, StoreError> {
-        self.health.check()?;
+        self.health.check(errors::unavailable)?;
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Job(Job { op, reply }))?;
         answer.await.map_err(|_| errors::writer_gone())?

@@ -24,14 +24,14 @@
 use crate::errors;
 use crate::{FLUSH_INTERVAL, RECORDS};
 use happn_engine::path::prefix_end;
-use happn_engine::storage::{MemoryStore, StoreHealth, WriteBatch};
+use happn_engine::storage::{MemoryStore, WriteBatch};
 use happn_engine::{Pattern, Record, StoreError};
 use redb::{Database, Durability, Table};
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -81,42 +81,7 @@ pub(crate) enum Msg {
 
 /// Why the store takes no writes, if it does not: set by the writer, read by `health()` and by
 /// every write before it is queued (the flag keeps that to one atomic load while healthy).
-#[derive(Default)]
-pub(crate) struct Health {
-    broken: AtomicBool,
-    reason: Mutex<Option<String>>,
-}
-
-impl Health {
-    pub(crate) fn get(&self) -> StoreHealth {
-        match self.unavailable_reason() {
-            None => StoreHealth::Healthy,
-            Some(reason) => StoreHealth::Unwritable { reason },
-        }
-    }
-
-    /// The error for a write while the writer is broken: it fails without queuing, so it does
-    /// not wait behind a reopen attempt (which may repair a large file).
-    pub(crate) fn check(&self) -> Result<(), StoreError> {
-        match self.unavailable_reason() {
-            None => Ok(()),
-            Some(reason) => Err(errors::unavailable(&reason)),
-        }
-    }
-
-    fn unavailable_reason(&self) -> Option<String> {
-        if !self.broken.load(Ordering::Acquire) {
-            return None;
-        }
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, reason: Option<String>) {
-        let mut guard = self.reason.lock().unwrap_or_else(|p| p.into_inner());
-        self.broken.store(reason.is_some(), Ordering::Release);
-        *guard = reason;
-    }
-}
+pub(crate) use happn_engine::storage::HealthFlag as Health;
 
 /// The writer after an I/O error, until its file is reopened.
 struct Broken {

@@ -66,6 +66,53 @@ pub trait InlineWrites: Send + Sync {
     fn update_now(&self, path: &str, update: &mut dyn FnMut(Option<&Record>) -> Vec<Record>);
 }
 
+/// A store's writability as its writer sees it, shared with every caller: `set` by the writer
+/// when it breaks or recovers, read lock-free on every write while healthy. Used by the durable
+/// stores (redb, PostgreSQL) behind [`Store::health`].
+#[derive(Default)]
+pub struct HealthFlag {
+    broken: std::sync::atomic::AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl HealthFlag {
+    /// What [`Store::health`] reports.
+    pub fn get(&self) -> StoreHealth {
+        match self.reason() {
+            None => StoreHealth::Healthy,
+            Some(reason) => StoreHealth::Unwritable { reason },
+        }
+    }
+
+    /// `Ok` while writable; otherwise the store's error for the reason (a write then fails at
+    /// once instead of queuing behind recovery).
+    pub fn check(&self, error: impl FnOnce(&str) -> StoreError) -> Result<(), StoreError> {
+        match self.reason() {
+            None => Ok(()),
+            Some(reason) => Err(error(&reason)),
+        }
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Why writes fail now, if they do.
+    pub fn reason(&self) -> Option<String> {
+        if !self.is_broken() {
+            return None;
+        }
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Broken for `reason`, or (`None`) writable again.
+    pub fn set(&self, reason: Option<String>) {
+        let mut guard = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        self.broken.store(reason.is_some(), std::sync::atomic::Ordering::Release);
+        *guard = reason;
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether (and how) this store completes operations inline; see [`InlineWrites`].
