@@ -278,6 +278,10 @@ mod tests {
             r#"{"action":"set","path":"/a","data":{"x":"\ud800"},"y":[}"#,
             r#"{"action":"set","path":"/a","data":{"a\"b":"c\\","d\u0041":true},"eventId":2}"#,
             r#"{"action":"get","path":"/a","data":{"k":null,"t":true,"f":false,"n":-0.0}}"#,
+            // A repeated `data`: the one replaced is checked too (found by the fuzz target).
+            r#"{"action":"set","path":"/a","data":{"x":"\ude00"},"data":"ok"}"#,
+            r#"{"acti\u006fn":"set","data":["\ud800"],"data":1}"#,
+            r#"{"x":1,"data":1e999,"data":{}}"#,
         ];
         let mut frames: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
         // Nesting around serde_json's limit of 128 levels, counting the envelope itself, under

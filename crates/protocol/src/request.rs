@@ -453,7 +453,17 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Key::EventId => env.event_id = Some(map.next_value()?),
                 Key::SessionId => env.session_id = Some(map.next_value()?),
                 Key::Path => env.path = Some(map.next_value()?),
-                Key::Data => env.data = Some(Data::Json(Arc::from(map.next_value::<&RawValue>()?.get()))),
+                Key::Data => {
+                    // Only the last `data` is checked after the walk (`parses_like_a_value`); one it
+                    // replaces must pass here, or a lone surrogate in it would go unnoticed. On
+                    // failure the caller takes the `Value` path, which gives serde_json's error.
+                    if let Some(Data::Json(replaced)) = &env.data {
+                        if !parses_like_a_value(replaced, 126) {
+                            return Err(de::Error::custom("a repeated `data` needs the Value parse"));
+                        }
+                    }
+                    env.data = Some(Data::Json(Arc::from(map.next_value::<&RawValue>()?.get())));
+                }
                 Key::Options => env.options = Some(map.next_value_seed(OptionsSeed)?),
                 Key::Other => {
                     map.next_value::<Skip>()?;
