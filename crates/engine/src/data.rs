@@ -5,8 +5,10 @@
 use crate::body::{self, Body};
 use crate::error::DataError;
 use crate::path::Pattern;
+use crate::pubsub::EventKind;
 use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
+use crate::storage::events::{Event, EventId, EventLog, Filled};
 use crate::storage::{Store, WriteBatch};
 use crate::visibility;
 use futures_util::lock::Mutex;
@@ -311,6 +313,132 @@ impl DataService {
         Ok(n)
     }
 
+    /// The event log of a cluster store, if this service writes to one.
+    pub fn event_log(&self) -> Option<&dyn EventLog> {
+        self.store.event_log()
+    }
+
+    /// [`DataService::set`] whose event (`publish`: who hears of it, as the server encodes it)
+    /// is logged with the write, on a store with an event log; the event's id comes back.
+    /// Without `publish` or a log this is a plain `set`. Every node, this one included, delivers
+    /// the event from the log.
+    pub async fn set_logged(
+        &self,
+        path: &str,
+        data: Option<SetData>,
+        opts: &SetOptions,
+        publish: Option<String>,
+    ) -> Result<(Written, Option<EventId>), DataError> {
+        let (Some(log), Some(publish)) = (self.store.event_log(), publish) else {
+            return Ok((self.set(path, data, opts).await?, None));
+        };
+        if let Some(tag) = &opts.tag {
+            if data.as_ref().is_some_and(|d| !d.is_null()) {
+                return Err(DataError::TagWithData);
+            }
+            let _guard = self.stripe(path).lock().await;
+            let now = now_millis();
+            let existing = self.store.get(path).await?;
+            let (source, snapshot) = tagged(path, tag, existing.as_ref(), now);
+            let written = Written::moved(&snapshot, true);
+            let event = set_event(path, &written, publish);
+            let batch = WriteBatch {
+                puts: vec![source, snapshot],
+                removes: vec![],
+            };
+            let id = log.write_logged(batch, event).await?;
+            return Ok((written, Some(id)));
+        }
+        let body = match data {
+            Some(SetData::Json(json)) => body_from_json(json)?,
+            Some(SetData::Value(v)) => Body::new(format_set_data(Some(v))?),
+            None => Body::empty(),
+        };
+        if opts.no_store {
+            let written = Written::at_named_path(&Record::new(path, body, 0), false);
+            let id = log.append(set_event(path, &written, publish)).await?;
+            return Ok((written, Some(id)));
+        }
+        if opts.sibling {
+            let sibling = format!("{}{}{}", path, if path.ends_with('/') { "" } else { "/" }, unique_id());
+            let record = Record::new(sibling, body, now_millis());
+            let written = Written::moved(&record, true);
+            let id = log
+                .write_logged(WriteBatch::put(record), set_event(path, &written, publish))
+                .await?;
+            return Ok((written, Some(id)));
+        }
+        let _guard = self.stripe(path).lock().await;
+        if !opts.merge {
+            let mut event = set_event(path, &Written::replaced(body.clone(), (0, 0)), publish);
+            // The stamps are the store's to decide (it keeps the old `created`).
+            (event.created, event.modified) = (None, None);
+            let (stamps, id) = log.replace_logged(path, body.clone(), now_millis(), event).await?;
+            return Ok((Written::replaced(body, stamps), Some(id)));
+        }
+        let now = now_millis();
+        let old = self.store.get(path).await?;
+        let record = merged(path, body, old.as_ref(), now);
+        let written = Written::at_named_path(&record, true);
+        let id = log
+            .write_logged(WriteBatch::put(record), set_event(path, &written, publish))
+            .await?;
+        Ok((written, Some(id)))
+    }
+
+    /// [`DataService::remove_unprotected`] whose event (`{"removed":n}` at `path`, time `now`)
+    /// is logged with the removal on a store with an event log; the count and the event's id
+    /// come back. Without `publish` or a log this is a plain remove.
+    pub async fn remove_logged(
+        &self,
+        path: &str,
+        now: Millis,
+        protected: impl Fn(&str) -> bool,
+        publish: Option<String>,
+    ) -> Result<(usize, Option<EventId>), DataError> {
+        let (Some(log), Some(publish)) = (self.store.event_log(), publish) else {
+            return Ok((self.remove_unprotected(path, protected).await?, None));
+        };
+        let event = Event {
+            kind: EventKind::Remove,
+            path: path.to_string(),
+            data: None,
+            created: None,
+            modified: Some(now),
+            tag: None,
+            publish,
+        };
+        let pattern = Pattern::new(path);
+        if !pattern.is_wildcard() && !protected(path) {
+            let (removed, id) = log.remove_matching_logged(&pattern, event).await?;
+            return Ok((removed.len(), Some(id)));
+        }
+        let doomed: Vec<String> = if pattern.is_wildcard() {
+            self.store
+                .find(&pattern)
+                .await?
+                .into_iter()
+                .map(|r| r.path)
+                .filter(|p| !protected(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let n = doomed.len();
+        let mut event = event;
+        event.fill(Filled::Removed(n));
+        let id = if n == 0 {
+            log.append(event).await?
+        } else {
+            let batch = WriteBatch {
+                puts: vec![],
+                removes: doomed,
+            };
+            log.write_logged(batch, event).await?
+        };
+        Ok((n, Some(id)))
+    }
+
     /// Write a record as is (bootstrap of system records).
     pub async fn put_record(&self, record: Record) -> Result<(), DataError> {
         Ok(self.store.write(WriteBatch::put(record)).await?)
@@ -318,6 +446,19 @@ impl DataService {
 
     pub async fn get_record(&self, path: &str) -> Result<Option<Record>, DataError> {
         Ok(self.store.get(path).await?)
+    }
+}
+
+/// The event of a set that wrote `written` (named `path`), for the log.
+fn set_event(path: &str, written: &Written, publish: String) -> Event {
+    Event {
+        kind: EventKind::Set,
+        path: written.path(path).to_string(),
+        data: Some(written.data_json().to_string()),
+        created: written.stored.then_some(written.created),
+        modified: written.stored.then_some(written.modified),
+        tag: written.tag.clone(),
+        publish,
     }
 }
 

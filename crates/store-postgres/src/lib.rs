@@ -61,17 +61,20 @@
 //! `sslmode=require` (or `verify-ca` / `verify-full`) in the URL connects through rustls and
 //! checks the server certificate against the Mozilla roots plus `sslrootcert`; see `config`.
 
+mod cluster;
 mod config;
 mod errors;
 mod schema;
 mod writer;
 
+pub use cluster::{ClusterOptions, Member};
 pub use errors::UNAVAILABLE;
 pub use schema::{MIGRATIONS, MIGRATION_LOCK};
 pub use writer::{FIRST_RETRY, MAX_GROUP, MAX_RETRY, PROBE_INTERVAL};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use happn_engine::storage::events::{Event, EventId, EventLog, TailItem};
 use happn_engine::storage::{Store, StoreHealth, WriteBatch};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use schema::{prefix_end, Sql};
@@ -100,6 +103,9 @@ pub struct PgOptions {
     /// `application_name` of the store's connections (seen in `pg_stat_activity`), unless the
     /// URL sets one.
     pub application_name: String,
+    /// Cluster mode: the event log, membership and trimming (see [`ClusterOptions`]). `None`:
+    /// the store keeps records only.
+    pub cluster: Option<ClusterOptions>,
 }
 
 impl PgOptions {
@@ -111,6 +117,7 @@ impl PgOptions {
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             application_name: "happn-rs".into(),
+            cluster: None,
         }
     }
 }
@@ -142,6 +149,7 @@ pub struct PgStore {
     health: Arc<Health>,
     tx: mpsc::UnboundedSender<Msg>,
     counters: Arc<Counters>,
+    cluster: Option<cluster::Node>,
 }
 
 impl PgStore {
@@ -178,6 +186,7 @@ impl PgStore {
             tls: tls.clone(),
             sql: sql.clone(),
             target: described.clone(),
+            origin: options.cluster.as_ref().map(|c| Arc::from(c.node.as_str())),
             op_timeout: op_timeout.max(options.connect_timeout),
         });
 
@@ -226,8 +235,13 @@ impl PgStore {
         let health = Arc::new(Health::default());
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::unbounded_channel();
+        let cluster = match &options.cluster {
+            Some(c) => Some(cluster::Node::start(c.clone(), connector.clone(), pool.clone()).await?),
+            None => None,
+        };
         tokio::spawn(Writer::new(conn, connector, health.clone(), rx, counters.clone()).run());
         Ok(PgStore {
+            cluster,
             pool,
             sql,
             target: described,
@@ -253,10 +267,38 @@ impl PgStore {
     }
 
     async fn submit(&self, op: Op) -> Result<Outcome, StoreError> {
+        Ok(self.submit_logged(op, None).await?.0)
+    }
+
+    /// Queue `op` (with its event, in cluster mode) for the writer and wait for the commit.
+    async fn submit_logged(&self, op: Op, event: Option<Event>) -> Result<writer::Answer, StoreError> {
         self.health.check(|reason| StoreError::Io(reason.to_string()))?;
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Msg::Job(Job { op, reply })).map_err(|_| errors::writer_gone())?;
+        self.tx
+            .send(Msg::Job(Job { op, event, reply }))
+            .map_err(|_| errors::writer_gone())?;
         answer.await.map_err(|_| errors::writer_gone())?
+    }
+
+    /// An operation with its event; the id the log gave the event.
+    async fn logged(&self, op: Op, event: Event) -> Result<(Outcome, EventId), StoreError> {
+        if self.cluster.is_none() {
+            return Err(StoreError::Io(
+                "cluster store: opened without cluster mode, it keeps no event log".into(),
+            ));
+        }
+        match self.submit_logged(op, Some(event)).await? {
+            (outcome, Some(id)) => Ok((outcome, id)),
+            (_, None) => Err(StoreError::Io("cluster store: the event was not logged".into())),
+        }
+    }
+
+    /// The nodes of the cluster as their heartbeats show them (cluster mode; empty otherwise).
+    pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
+        match &self.cluster {
+            Some(node) => node.members().await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Run one read on a pooled connection, bounded in time; a connection failure also asks the
@@ -290,7 +332,7 @@ impl PgStore {
 }
 
 /// A `json` column's text (its binary wire format is the text itself).
-struct JsonText<'a>(&'a str);
+pub(crate) struct JsonText<'a>(pub(crate) &'a str);
 
 impl<'a> FromSql<'a> for JsonText<'a> {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
@@ -389,5 +431,58 @@ impl Store for PgStore {
 
     fn health(&self) -> StoreHealth {
         self.health.get()
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        self.cluster.as_ref().map(|_| self as &dyn EventLog)
+    }
+}
+
+#[async_trait]
+impl EventLog for PgStore {
+    fn node_name(&self) -> &str {
+        self.cluster.as_ref().map_or("", |c| c.name())
+    }
+
+    async fn replace_logged(
+        &self,
+        path: &str,
+        mut body: Body,
+        now: Millis,
+        event: Event,
+    ) -> Result<((Millis, Millis), EventId), StoreError> {
+        body.forget_parsed();
+        let op = Op::Replace {
+            path: path.to_string(),
+            body,
+            now,
+        };
+        match self.logged(op, event).await? {
+            (Outcome::Stamps(created, modified), id) => Ok(((created, modified), id)),
+            (other, _) => Err(StoreError::Io(format!("cluster store: a set of {path:?} got {other:?}"))),
+        }
+    }
+
+    async fn write_logged(&self, batch: WriteBatch, event: Event) -> Result<EventId, StoreError> {
+        let op = Op::Write {
+            puts: batch.puts,
+            removes: batch.removes,
+        };
+        Ok(self.logged(op, event).await?.1)
+    }
+
+    async fn remove_matching_logged(&self, pattern: &Pattern, event: Event) -> Result<(Vec<String>, EventId), StoreError> {
+        match self.logged(Op::RemoveMatching(pattern.clone()), event).await? {
+            (Outcome::Removed(paths), id) => Ok((paths, id)),
+            (other, _) => Err(StoreError::Io(format!("cluster store: a remove of {pattern} got {other:?}"))),
+        }
+    }
+
+    async fn append(&self, event: Event) -> Result<EventId, StoreError> {
+        Ok(self.logged(Op::Append, event).await?.1)
+    }
+
+    fn tail(&self) -> Option<mpsc::Receiver<TailItem>> {
+        self.cluster.as_ref().and_then(|c| c.take_tail())
     }
 }

@@ -23,13 +23,14 @@ use tokio_postgres::Client;
 pub const MIGRATION_LOCK: i64 = 0x6861_7070_6e5f_6d67;
 
 /// Every migration, in order. A released migration is never edited: a change is a new one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "happn_data: one row per record",
-    // `path COLLATE "C"`: compared and ordered by bytes (UTF-8 byte order is code point order),
-    // the order every store keeps, whatever the database's locale; its primary-key index serves
-    // the prefix-range scans. `data json`: the body's exact text (see the crate docs).
-    "CREATE TABLE {schema}.happn_data (
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "happn_data: one row per record",
+        // `path COLLATE "C"`: compared and ordered by bytes (UTF-8 byte order is code point order),
+        // the order every store keeps, whatever the database's locale; its primary-key index serves
+        // the prefix-range scans. `data json`: the body's exact text (see the crate docs).
+        "CREATE TABLE {schema}.happn_data (
         path text COLLATE \"C\" PRIMARY KEY,
         data json NOT NULL,
         created bigint NOT NULL,
@@ -37,7 +38,48 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
         modified_by text,
         tag text
     )",
-)];
+    ),
+    (
+        2,
+        "happn_events: the ordered event log; happn_log_state: its trim horizon; happn_members: the nodes",
+        // Ids come from the sequence, taken under the log's ordering lock (see the crate docs), so
+        // they ascend in commit order; a rolled-back transaction leaves a hole, never a late id.
+        // `kind`: 0 set, 1 remove, 2 a change note (a system record changed without a client event).
+        "CREATE SEQUENCE {schema}.happn_event_ids;
+     CREATE TABLE {schema}.happn_events (
+        id bigint PRIMARY KEY,
+        origin text NOT NULL,
+        at timestamptz NOT NULL DEFAULT now(),
+        kind smallint NOT NULL,
+        path text COLLATE \"C\" NOT NULL,
+        data json,
+        created bigint,
+        modified bigint,
+        tag text,
+        publish text NOT NULL
+     );
+     CREATE TABLE {schema}.happn_log_state (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        trimmed_through bigint NOT NULL DEFAULT 0
+     );
+     INSERT INTO {schema}.happn_log_state DEFAULT VALUES;
+     CREATE TABLE {schema}.happn_members (
+        name text PRIMARY KEY,
+        instance text NOT NULL,
+        url text NOT NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL
+     )",
+    ),
+];
+
+/// The advisory lock that orders the event log ("happn_ev"): a transaction takes it just before
+/// it takes its event ids and holds it to its commit, so ids become visible in id order and a
+/// reader that remembers the last id it read never skips one (cluster.md §4).
+pub const EVENT_LOCK: i64 = 0x6861_7070_6e5f_6576;
+
+/// The advisory lock a node takes to trim the log ("happn_tr"): one trimmer at a time.
+pub const TRIM_LOCK: i64 = 0x6861_7070_6e5f_7472;
 
 /// An SQL identifier, quoted.
 pub fn quote_ident(name: &str) -> String {
@@ -102,11 +144,25 @@ pub struct Sql {
     pub delete_one: String,
     pub lock_range: String,
     pub lock_range_open: String,
+    pub event_lock: String,
+    pub event_ids: String,
+    pub insert_events: String,
+    pub read_events: String,
+    pub last_event: String,
+    pub trim: String,
+    pub heartbeat: String,
+    pub members: String,
+    pub expire_members: String,
+    /// The `LISTEN`/`pg_notify` channel of this schema's log.
+    pub channel: String,
+    pub notify: String,
 }
 
 impl Sql {
     pub fn new(schema: &str) -> Sql {
-        let t = format!("{}.happn_data", quote_ident(schema));
+        let q = quote_ident(schema);
+        let t = format!("{q}.happn_data");
+        let e = format!("{q}.happn_events");
         let cols = "path, data, created, modified, tag";
         Sql {
             get: format!("SELECT {cols} FROM {t} WHERE path = $1"),
@@ -136,6 +192,44 @@ impl Sql {
             // Rust, then deleted by path.
             lock_range: format!("SELECT path FROM {t} WHERE path >= $1 COLLATE \"C\" AND path < $2 COLLATE \"C\" ORDER BY path FOR UPDATE"),
             lock_range_open: format!("SELECT path FROM {t} WHERE path >= $1 COLLATE \"C\" ORDER BY path FOR UPDATE"),
+            event_lock: format!("SELECT pg_advisory_xact_lock({EVENT_LOCK})"),
+            event_ids: format!("SELECT nextval('{}.happn_event_ids') FROM generate_series(1, $1::int4) ORDER BY 1", q.replace('\'', "''")),
+            insert_events: format!(
+                "INSERT INTO {e} (id, origin, kind, path, data, created, modified, tag, publish)
+                 SELECT i, $1, k, p, d::json, c, m, g, pb FROM unnest($2::int8[], $3::int2[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[]) AS u(i, k, p, d, c, m, g, pb)"
+            ),
+            // The horizon and the events after `$1` in one statement, so in one snapshot: a trim
+            // that removed events the reader had not read shows in the horizon it reads with them.
+            read_events: format!(
+                "SELECT h.trimmed_through, e.id, e.origin, e.kind, e.path, e.data, e.created, e.modified, e.tag, e.publish
+                 FROM {q}.happn_log_state h LEFT JOIN LATERAL (SELECT * FROM {e} WHERE id > $1 ORDER BY id LIMIT $2) e ON true"
+            ),
+            last_event: format!("SELECT COALESCE(max(id), 0), (SELECT trimmed_through FROM {q}.happn_log_state) FROM {e}"),
+            // Everything older than the age limit, and everything beyond the row limit, in one
+            // transaction with the horizon it moves.
+            trim: format!(
+                "WITH cut AS (
+                    SELECT GREATEST(
+                        (SELECT id FROM {e} WHERE at < now() - make_interval(secs => $1::float8) ORDER BY id DESC LIMIT 1),
+                        (SELECT max(id) - $2::int8 FROM {e})) AS through
+                 ), gone AS (
+                    DELETE FROM {e} WHERE id <= (SELECT through FROM cut) RETURNING id
+                 )
+                 UPDATE {q}.happn_log_state SET trimmed_through = GREATEST(trimmed_through, (SELECT max(id) FROM gone))
+                 WHERE EXISTS (SELECT 1 FROM gone) RETURNING trimmed_through"
+            ),
+            heartbeat: format!(
+                "INSERT INTO {q}.happn_members AS m (name, instance, url, started_at, heartbeat_at) VALUES ($1, $2, $3, now(), now())
+                 ON CONFLICT (name) DO UPDATE SET heartbeat_at = now(), url = excluded.url,
+                   instance = excluded.instance, started_at = CASE WHEN m.instance = excluded.instance THEN m.started_at ELSE now() END"
+            ),
+            members: format!(
+                "SELECT name, url, instance, extract(epoch FROM started_at)::float8, extract(epoch FROM now() - heartbeat_at)::float8
+                 FROM {q}.happn_members ORDER BY name"
+            ),
+            expire_members: format!("DELETE FROM {q}.happn_members WHERE heartbeat_at < now() - make_interval(secs => $1::float8)"),
+            channel: format!("happn_events:{schema}"),
+            notify: format!("SELECT pg_notify('happn_events:{}', $1)", schema.replace('\'', "''")),
         }
     }
 }

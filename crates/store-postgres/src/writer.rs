@@ -33,6 +33,8 @@
 use crate::errors;
 use crate::schema::{prefix_end, Sql};
 use crate::Counters;
+use happn_engine::pubsub::EventKind;
+use happn_engine::storage::events::{Event, EventId, Filled};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -70,6 +72,8 @@ pub(crate) enum Op {
         now: Millis,
     },
     RemoveMatching(Pattern),
+    /// Only an event (cluster mode): a write that changes no record.
+    Append,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +85,14 @@ pub(crate) enum Outcome {
 
 pub(crate) struct Job {
     pub op: Op,
-    pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    /// The event logged with the operation (cluster mode), filled in from its outcome.
+    pub event: Option<Event>,
+    pub reply: oneshot::Sender<Result<Answer, StoreError>>,
 }
+
+/// What a committed operation tells its waiter: its outcome, and the id of its event when one
+/// was logged with it.
+pub(crate) type Answer = (Outcome, Option<EventId>);
 
 pub(crate) enum Msg {
     Job(Job),
@@ -108,6 +118,10 @@ struct Statements {
     delete_one: Statement,
     lock_range: Statement,
     lock_range_open: Statement,
+    event_lock: Statement,
+    event_ids: Statement,
+    insert_events: Statement,
+    notify: Statement,
 }
 
 /// How the writer (re)connects: the settings it needs, shared with the store.
@@ -117,6 +131,9 @@ pub(crate) struct Connector {
     pub sql: Arc<Sql>,
     /// `user@host:port/db`, for messages.
     pub target: String,
+    /// Cluster mode: the node's name, written as the `origin` of its events; every write to a
+    /// system record (`/_SYSTEM/…`) is then logged with a change note for the other nodes.
+    pub origin: Option<Arc<str>>,
     /// Client-side bound on any one round of statements (the statement timeout plus a margin):
     /// a server that stopped answering without closing the connection is given up on.
     pub op_timeout: Duration,
@@ -142,6 +159,10 @@ impl Connector {
                     delete_one: client.prepare(&sql.delete_one).await?,
                     lock_range: client.prepare(&sql.lock_range).await?,
                     lock_range_open: client.prepare(&sql.lock_range_open).await?,
+                    event_lock: client.prepare(&sql.event_lock).await?,
+                    event_ids: client.prepare(&sql.event_ids).await?,
+                    insert_events: client.prepare(&sql.insert_events).await?,
+                    notify: client.prepare(&sql.notify).await?,
                 })
             }
             .await
@@ -328,9 +349,9 @@ impl Writer {
             return;
         }
         match self.commit(&jobs).await {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+            Ok(answers) => {
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(Ok(answer));
                 }
             }
             Err(e) if jobs.len() > 1 && self.broken.is_none() => {
@@ -343,7 +364,7 @@ impl Writer {
                         None => self
                             .commit(std::slice::from_ref(&job))
                             .await
-                            .map(|mut o| o.pop().unwrap_or(Outcome::Done)),
+                            .map(|mut o| o.pop().unwrap_or((Outcome::Done, None))),
                     };
                     let _ = job.reply.send(result);
                 }
@@ -358,11 +379,12 @@ impl Writer {
 
     /// Apply `jobs` in order in one transaction and commit it; a connection failure breaks the
     /// writer (see the module docs).
-    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+    async fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Answer>, StoreError> {
         let Some(conn) = self.conn.as_mut() else {
             return Err(errors::writer_gone());
         };
-        let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, jobs)).await;
+        let origin = self.connector.origin.as_deref();
+        let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, jobs, origin)).await;
         let error = match result {
             Ok(Ok(outcomes)) => {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -446,6 +468,7 @@ fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
                 }
                 steps.push(Step::Remove(i, pattern));
             }
+            Op::Append => {}
         }
     }
     if seg.statements() > 0 {
@@ -454,11 +477,13 @@ fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
     steps
 }
 
-async fn apply_group(conn: &mut Conn, jobs: &[Job]) -> Result<Vec<Outcome>, tokio_postgres::Error> {
+async fn apply_group(conn: &mut Conn, jobs: &[Job], origin: Option<&str>) -> Result<Vec<Answer>, tokio_postgres::Error> {
     let steps = plan(jobs);
     let mut outcomes = vec![Outcome::Done; jobs.len()];
+    let logs = origin.is_some() && jobs.iter().any(|j| j.event.is_some() || touches_system_records(&j.op));
     let single = match steps.as_slice() {
-        [] => return Ok(outcomes),
+        _ if logs => false,
+        [] => return Ok(outcomes.into_iter().map(|o| (o, None)).collect()),
         [Step::Segment(seg)] => seg.statements() == 1,
         [Step::Remove(_, pattern)] => !pattern.is_wildcard(),
         _ => false,
@@ -466,12 +491,109 @@ async fn apply_group(conn: &mut Conn, jobs: &[Job]) -> Result<Vec<Outcome>, toki
     if single {
         // One statement is its own transaction: no BEGIN/COMMIT round trips.
         run_steps(&conn.client, &conn.statements, &steps, &mut outcomes).await?;
-        return Ok(outcomes);
+        return Ok(outcomes.into_iter().map(|o| (o, None)).collect());
     }
     let txn = conn.client.transaction().await?;
     run_steps(&txn, &conn.statements, &steps, &mut outcomes).await?;
+    let mut ids = vec![None; jobs.len()];
+    if let (true, Some(origin)) = (logs, origin) {
+        let events = events_of(jobs, &outcomes);
+        if !events.is_empty() {
+            log_events(&txn, &conn.statements, origin, &events, &mut ids).await?;
+        }
+    }
     txn.commit().await?;
-    Ok(outcomes)
+    Ok(outcomes.into_iter().zip(ids).collect())
+}
+
+/// Whether an operation writes a system record, whose change the other nodes must hear of even
+/// when no client event goes with it.
+fn touches_system_records(op: &Op) -> bool {
+    match op {
+        Op::Write { puts, removes } => puts.iter().any(|r| is_system(&r.path)) || removes.iter().any(|p| is_system(p)),
+        Op::Replace { path, .. } => is_system(path),
+        Op::RemoveMatching(pattern) => is_system(pattern.literal_prefix()) || pattern.literal_prefix().len() < SYSTEM.len(),
+        Op::Append => false,
+    }
+}
+
+const SYSTEM: &str = "/_SYSTEM/";
+
+fn is_system(path: &str) -> bool {
+    path.starts_with(SYSTEM)
+}
+
+/// The events of a group in order, each with its job: a job's own event (filled in from its
+/// outcome) after the change notes of the system records it wrote.
+fn events_of(jobs: &[Job], outcomes: &[Outcome]) -> Vec<(usize, Event)> {
+    let mut events = Vec::new();
+    for (i, (job, outcome)) in jobs.iter().zip(outcomes).enumerate() {
+        let mut system: Vec<&str> = match (&job.op, outcome) {
+            (Op::Write { puts, removes }, _) => removes
+                .iter()
+                .map(String::as_str)
+                .chain(puts.iter().map(|r| r.path.as_str()))
+                .collect(),
+            (Op::Replace { path, .. }, _) => vec![path.as_str()],
+            (Op::RemoveMatching(_), Outcome::Removed(paths)) => paths.iter().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        system.retain(|p| is_system(p));
+        system.dedup();
+        events.extend(system.into_iter().map(|p| (i, Event::change(p))));
+        if let Some(event) = &job.event {
+            let mut event = event.clone();
+            match outcome {
+                Outcome::Stamps(created, modified) => event.fill(Filled::Stamps(*created, *modified)),
+                Outcome::Removed(paths) => event.fill(Filled::Removed(paths.len())),
+                Outcome::Done => {}
+            }
+            events.push((i, event));
+        }
+    }
+    events
+}
+
+/// The log's code for an event's kind.
+pub(crate) fn kind_code(kind: EventKind) -> i16 {
+    match kind {
+        EventKind::Set => 0,
+        EventKind::Remove => 1,
+        EventKind::All => 2,
+    }
+}
+
+/// Log `events` in this transaction: under the ordering lock (held to the commit), take their
+/// ids from the sequence, insert them, and notify the readers (delivered at the commit).
+async fn log_events(
+    txn: &tokio_postgres::Transaction<'_>,
+    s: &Statements,
+    origin: &str,
+    events: &[(usize, Event)],
+    ids: &mut [Option<EventId>],
+) -> Result<(), tokio_postgres::Error> {
+    txn.execute(&s.event_lock, &[]).await?;
+    let n = i32::try_from(events.len()).unwrap_or(i32::MAX);
+    let taken: Vec<i64> = txn.query(&s.event_ids, &[&n]).await?.iter().map(|r| r.get(0)).collect();
+    let kinds: Vec<i16> = events.iter().map(|(_, e)| kind_code(e.kind)).collect();
+    let paths: Vec<&str> = events.iter().map(|(_, e)| e.path.as_str()).collect();
+    let data: Vec<Option<&str>> = events.iter().map(|(_, e)| e.data.as_deref()).collect();
+    let created: Vec<Option<i64>> = events.iter().map(|(_, e)| e.created).collect();
+    let modified: Vec<Option<i64>> = events.iter().map(|(_, e)| e.modified).collect();
+    let tags: Vec<Option<&str>> = events.iter().map(|(_, e)| e.tag.as_deref()).collect();
+    let publish: Vec<&str> = events.iter().map(|(_, e)| e.publish.as_str()).collect();
+    txn.execute(
+        &s.insert_events,
+        &[&origin, &taken, &kinds, &paths, &data, &created, &modified, &tags, &publish],
+    )
+    .await?;
+    for ((job, _), id) in events.iter().zip(&taken) {
+        ids[*job] = Some(*id);
+    }
+    if let Some(last) = taken.last() {
+        txn.execute(&s.notify, &[&last.to_string()]).await?;
+    }
+    Ok(())
 }
 
 async fn run_steps<C: GenericClient + Sync>(

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod events;
 mod memory;
 mod routed;
 
@@ -163,5 +164,11 @@ pub trait Store: Send + Sync + 'static {
     /// healthy (the default).
     fn health(&self) -> StoreHealth {
         StoreHealth::Healthy
+    }
+
+    /// The event log of a cluster store ([`events::EventLog`]): writes whose events every node
+    /// delivers, in one order. `None` (the default) for a single node's store.
+    fn event_log(&self) -> Option<&dyn events::EventLog> {
+        None
     }
 }
