@@ -17,11 +17,12 @@ scripts/pg.sh run cargo test --release --workspace --locked
 echo "== soak (${SOAK_SECONDS:=60} s of churn with misbehaving clients; CI runs 300 s)"
 SOAK_SECONDS=$SOAK_SECONDS cargo test --release -p happn-rs --locked --test soak -- --ignored --nocapture
 
-echo "== compat suite (real happn@2.21.0 client)"
+echo "== compat suite (real happn@2.21.0 client; the cluster tests on a private PostgreSQL)"
 if [ ! -d tests/compat/node_modules/happn ]; then
   (cd tests/compat && npm ci --no-audit --no-fund)
 fi
-(cd tests/compat && npm test)
+# A private PostgreSQL for the cluster tests (test/cluster.test.js: three nodes on one database).
+(cd tests/compat && ../../scripts/pg.sh run npm test)
 
 echo "== bench smoke (every happn-bench scenario for a second against happn-rs)"
 HAPPN_BENCH_BIN=$target/release/happn-bench scripts/bench-smoke.sh

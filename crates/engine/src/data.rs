@@ -8,7 +8,7 @@ use crate::path::Pattern;
 use crate::pubsub::EventKind;
 use crate::query::{DocRef, Query};
 use crate::record::{now_millis, Millis, Record};
-use crate::storage::events::{Event, EventId, EventLog, Filled};
+use crate::storage::events::{Event, EventId, EventLog, Filled, Update};
 use crate::storage::{Store, WriteBatch};
 use crate::visibility;
 use futures_util::lock::Mutex;
@@ -336,18 +336,15 @@ impl DataService {
             if data.as_ref().is_some_and(|d| !d.is_null()) {
                 return Err(DataError::TagWithData);
             }
-            let _guard = self.stripe(path).lock().await;
-            let now = now_millis();
-            let existing = self.store.get(path).await?;
-            let (source, snapshot) = tagged(path, tag, existing.as_ref(), now);
-            let written = Written::moved(&snapshot, true);
-            let event = set_event(path, &written, publish);
-            let batch = WriteBatch {
-                puts: vec![source, snapshot],
-                removes: vec![],
-            };
-            let id = log.write_logged(batch, event).await?;
-            return Ok((written, Some(id)));
+            // Read, snapshot and bump the source in one transaction, the record locked: another
+            // node's write to it waits.
+            let (named, tag) = (path.to_string(), tag.clone());
+            let update: Update = Box::new(move |old| {
+                let (source, snapshot) = tagged(&named, &tag, old, now_millis());
+                vec![source, snapshot]
+            });
+            let (snapshot, id) = log.update_logged(path, update, update_event(path, publish)).await?;
+            return Ok((Written::moved(&snapshot, true), Some(id)));
         }
         let body = match data {
             Some(SetData::Json(json)) => body_from_json(json)?,
@@ -368,22 +365,20 @@ impl DataService {
                 .await?;
             return Ok((written, Some(id)));
         }
-        let _guard = self.stripe(path).lock().await;
         if !opts.merge {
+            // One statement keeps the old `created`: no stripe needed.
             let mut event = set_event(path, &Written::replaced(body.clone(), (0, 0)), publish);
             // The stamps are the store's to decide (it keeps the old `created`).
             (event.created, event.modified) = (None, None);
             let (stamps, id) = log.replace_logged(path, body.clone(), now_millis(), event).await?;
             return Ok((Written::replaced(body, stamps), Some(id)));
         }
-        let now = now_millis();
-        let old = self.store.get(path).await?;
-        let record = merged(path, body, old.as_ref(), now);
-        let written = Written::at_named_path(&record, true);
-        let id = log
-            .write_logged(WriteBatch::put(record), set_event(path, &written, publish))
-            .await?;
-        Ok((written, Some(id)))
+        // A merge reads then writes: in one transaction with the record locked, so merges
+        // through different nodes never lose each other's keys.
+        let named = path.to_string();
+        let update: Update = Box::new(move |old| vec![merged(&named, body.clone(), old, now_millis())]);
+        let (record, id) = log.update_logged(path, update, update_event(path, publish)).await?;
+        Ok((Written::at_named_path(&record, true), Some(id)))
     }
 
     /// [`DataService::remove_unprotected`] whose event (`{"removed":n}` at `path`, time `now`)
@@ -400,13 +395,8 @@ impl DataService {
             return Ok((self.remove_unprotected(path, protected).await?, None));
         };
         let event = Event {
-            kind: EventKind::Remove,
-            path: path.to_string(),
-            data: None,
-            created: None,
             modified: Some(now),
-            tag: None,
-            publish,
+            ..Event::pending(EventKind::Remove, path, publish)
         };
         let pattern = Pattern::new(path);
         if !pattern.is_wildcard() && !protected(path) {
@@ -449,11 +439,17 @@ impl DataService {
     }
 }
 
+/// The event of a read-modify-write set of `path`, filled in by the store from what it wrote.
+fn update_event(path: &str, publish: String) -> Event {
+    Event::pending(EventKind::Set, path, publish)
+}
+
 /// The event of a set that wrote `written` (named `path`), for the log.
 fn set_event(path: &str, written: &Written, publish: String) -> Event {
     Event {
         kind: EventKind::Set,
-        path: written.path(path).to_string(),
+        path: path.to_string(),
+        moved_to: written.moved_to.clone(),
         data: Some(written.data_json().to_string()),
         created: written.stored.then_some(written.created),
         modified: written.stored.then_some(written.modified),

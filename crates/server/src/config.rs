@@ -115,6 +115,35 @@ pub struct Config {
     pub static_dir: Option<PathBuf>,
     /// `connections`: how many sockets, from where, and how long before a request (happn-rs).
     pub connections: ConnectionLimits,
+    /// `cluster` / `--cluster URL`: run as one node of a cluster on PostgreSQL (docs/CLUSTER.md).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster`: `url` (PostgreSQL, required), `schema` (default `public`), `poolSize` (8),
+/// `advertise` (the URL clients reach this node at, shown in `cluster status`; default
+/// `ws://host:port`), `retention` (ms or a duration; events kept at least this long for a node
+/// that reconnects, default 10 min), `maxEvents` (2,000,000). The node's name is `name`.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub url: String,
+    pub schema: String,
+    pub pool_size: usize,
+    pub advertise: Option<String>,
+    pub retention: std::time::Duration,
+    pub max_events: i64,
+}
+
+impl ClusterConfig {
+    pub fn new(url: impl Into<String>) -> ClusterConfig {
+        ClusterConfig {
+            url: url.into(),
+            schema: "public".into(),
+            pool_size: 8,
+            advertise: None,
+            retention: std::time::Duration::from_secs(600),
+            max_events: 2_000_000,
+        }
+    }
 }
 
 /// `connections`: `max` (in all; default: the open-file limit less a reserve), `maxPerIp`
@@ -161,6 +190,7 @@ impl Default for Config {
             http_security: Default::default(),
             static_dir: None,
             connections: Default::default(),
+            cluster: None,
         }
     }
 }
@@ -317,6 +347,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "encryptPayloads" => c.encrypt_payloads = r.boolean("encryptPayloads", v)?,
             "transport" => c.transport = crate::tls::Transport::from_value(v, r.warnings)?,
             "static" => c.static_dir = Some(PathBuf::from(r.string("static", v)?)),
+            "cluster" => c.cluster = Some(read_cluster(&mut r, v)?),
             "adminUser" => read_admin(&mut r, "adminUser", v, &mut c.security)?,
             "sessionTokenSecret" => c.security.token_secret = Some(r.string(key, v)?),
             "users" => c.security.users = read_users(&mut r, v)?,
@@ -535,6 +566,29 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
         }
     }
     Ok(())
+}
+
+fn read_cluster(r: &mut Reader<'_>, v: &Value) -> Result<ClusterConfig, ConfigError> {
+    let mut c = ClusterConfig::new("");
+    for (k, cv) in r.object("cluster", v)? {
+        let ck = format!("cluster.{k}");
+        match k.as_str() {
+            "url" => c.url = r.string(&ck, cv)?,
+            "schema" => c.schema = r.string(&ck, cv)?,
+            "poolSize" => c.pool_size = r.uint(&ck, cv, 1000)?.max(1) as usize,
+            "advertise" => c.advertise = Some(r.string(&ck, cv)?),
+            "retention" => c.retention = std::time::Duration::from_millis(duration_ms(&ck, cv)?),
+            "maxEvents" => c.max_events = r.uint(&ck, cv, i64::MAX as u64)?.max(1000) as i64,
+            _ => r.unknown(&ck),
+        }
+    }
+    if c.url.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "cluster.url".into(),
+            message: "the PostgreSQL URL of the cluster is required".into(),
+        });
+    }
+    Ok(c)
 }
 
 fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut DataConfig) -> Result<(), ConfigError> {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod cluster;
 pub mod config;
 pub(crate) mod conn;
 pub(crate) mod encryption;
@@ -50,6 +51,8 @@ pub enum StartError {
          is created), or pass --accept-empty-data-file (services.data.config.acceptEmptyFile: true)"
     )]
     EmptyDataFile { path: String },
+    #[error("cannot join the cluster: {0}")]
+    Cluster(happn_engine::StoreError),
     #[error("https: {0}")]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -170,11 +173,34 @@ const DRAIN_TIME: Duration = Duration::from_secs(3);
 /// Bootstrap the engine and start listening.
 pub async fn start(config: Config) -> Result<Server, StartError> {
     config.check()?;
-    let data = Arc::new(DataService::new(open_store(&config.data).await?));
-    let name = system::system_name(&data, config.name.as_deref()).await?;
+    // A cluster node's name is its own (the database is shared); a single node keeps its name
+    // in its store.
+    let (store, cluster_store) = match &config.cluster {
+        Some(c) => {
+            let name = config.name.clone().unwrap_or_else(system::random_name);
+            let advertise = c
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("{}://{}:{}", config.transport.scheme(), config.host, config.port));
+            let pg = cluster::Cluster::open(c, &name, advertise).await.map_err(StartError::Cluster)?;
+            (pg.clone() as Arc<dyn Store>, Some((pg, name)))
+        }
+        None => (open_store(&config.data).await?, None),
+    };
+    let data = Arc::new(DataService::new(store));
+    let name = match &cluster_store {
+        Some((_, name)) => name.clone(),
+        None => system::system_name(&data, config.name.as_deref()).await?,
+    };
+    // Nodes starting at once create the shared records (keypair, token secret, _ADMIN) in turn.
+    let startup_lock = match &cluster_store {
+        Some((pg, _)) => Some(pg.startup_lock().await.map_err(StartError::Cluster)?),
+        None => None,
+    };
     let keypair = system::server_keypair(&data).await?;
     let security = Security::new(data.clone(), &config.security);
     security.bootstrap(&config.security).await?;
+    drop(startup_lock);
     if config.secure && config.security.admin_password.is_none() {
         tracing::warn!("the _ADMIN user still has the default password 'happn': set adminUser.password in the config");
     }
@@ -198,7 +224,16 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let addr = format!("{}:{}", config.host, config.port);
     let listener = bind(&addr).await.map_err(|err| StartError::Bind { addr: addr.clone(), err })?;
     let local_addr = listener.local_addr().map_err(|err| StartError::Bind { addr, err })?;
-    let state = Arc::new(AppState::new(config, name, keypair, data, security));
+    let mut state = AppState::new(config, name, keypair, data, security);
+    let mut tail = None;
+    if let Some((pg, name)) = cluster_store {
+        tail = pg.event_log().and_then(|log| log.tail());
+        state.cluster = Some(cluster::Cluster::new(pg, name));
+    }
+    let state = Arc::new(state);
+    if let Some(tail) = tail {
+        tokio::spawn(cluster::deliver_events(Arc::downgrade(&state), tail));
+    }
     tokio::spawn(state::shed_queues_task(Arc::downgrade(&state)));
     let app = http::router(state.clone(), static_files);
     let limits = &state.config.connections;

@@ -48,6 +48,10 @@ struct Cli {
     /// Serve the files of this folder over HTTP (guarded by /@HTTP permissions in secure mode)
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
+    /// Run as one node of a cluster on this PostgreSQL database (postgres://user@host/db);
+    /// the same as `cluster.url` in the config. See docs/CLUSTER.md
+    #[arg(long, value_name = "URL", env = "HAPPN_CLUSTER")]
+    cluster: Option<String>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -79,6 +83,11 @@ enum Command {
         command: happn_rs::admin::GroupCommand,
         #[command(flatten)]
         target: happn_rs::admin::Target,
+    },
+    /// The nodes of a cluster, as their heartbeats in the database show them
+    Cluster {
+        #[command(subcommand)]
+        command: happn_rs::cluster::ClusterCommand,
     },
     /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
     Export {
@@ -133,6 +142,12 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
     if let Some(d) = &cli.static_dir {
         c.static_dir = Some(d.clone());
     }
+    if let Some(url) = &cli.cluster {
+        match &mut c.cluster {
+            Some(cluster) => cluster.url = url.clone(),
+            None => c.cluster = Some(config::ClusterConfig::new(url.clone())),
+        }
+    }
     Ok(loaded)
 }
 
@@ -143,6 +158,7 @@ fn main() -> ExitCode {
         return happn_rs::tools::run(match command {
             Command::User { command, target } => return admin::run(Admin::User(command), target),
             Command::Group { command, target } => return admin::run(Admin::Group(command), target),
+            Command::Cluster { command } => return happn_rs::cluster::run(command),
             Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
                 nedb,
                 data: data_config(config.as_ref(), data_dir),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub(crate) queue_budget: Arc<QueueBudget>,
     peers: RwLock<HashMap<u64, Peer>>,
     next_key: AtomicU64,
+    /// Cluster mode: this node's side of the event log (`crate::cluster`).
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             indexes: SessionIndexes::new(),
             peers: RwLock::new(HashMap::new()),
             next_key: AtomicU64::new(1),
+            cluster: None,
         }
     }
 

@@ -22,6 +22,14 @@ fn value_record(path: &str, value: Value) -> Record {
     Record::new(path, data, now_millis())
 }
 
+/// A new `<word>_<id>` name, as the original makes.
+pub fn random_name() -> String {
+    let mut rng = rand::thread_rng();
+    let word = WORDS.choose(&mut rng).copied().unwrap_or("happn");
+    let id: String = uuid::Uuid::new_v4().simple().to_string()[..9].to_string();
+    format!("{word}_{id}")
+}
+
 /// The configured name wins (and is persisted); otherwise the persisted one; otherwise a new
 /// `<word>_<id>` name is generated and persisted.
 pub async fn system_name(data: &DataService, configured: Option<&str>) -> Result<String, DataError> {
@@ -33,12 +41,7 @@ pub async fn system_name(data: &DataService, configured: Option<&str>) -> Result
         (Some(c), Some(s)) if c == s => return Ok(s),
         (Some(c), _) => c.to_string(),
         (None, Some(s)) => return Ok(s),
-        (None, None) => {
-            let mut rng = rand::thread_rng();
-            let word = WORDS.choose(&mut rng).copied().unwrap_or("happn");
-            let id: String = uuid::Uuid::new_v4().simple().to_string()[..9].to_string();
-            format!("{word}_{id}")
-        }
+        (None, None) => random_name(),
     };
     data.put_record(value_record(NAME_PATH, Value::String(name.clone()))).await?;
     Ok(name)

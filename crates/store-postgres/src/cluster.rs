@@ -87,7 +87,6 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 pub(crate) struct Node {
     options: ClusterOptions,
     connector: Arc<Connector>,
-    pool: Pool,
     /// The id the reader starts after: the log's last id when the node started.
     start_after: EventId,
     tail_taken: AtomicBool,
@@ -113,8 +112,11 @@ impl Node {
         let sql = &connector.sql;
         let map = |e: tokio_postgres::Error| errors::map(&e, &target);
         let members = client.query(&sql.members, &[]).await.map_err(map)?;
-        let ttl = options.member_ttl.as_secs_f64();
-        if let Some(clash) = members.iter().map(member).find(|m| m.name == options.node && m.heartbeat_age < ttl) {
+        if let Some(clash) = members
+            .iter()
+            .map(|r| member(r, options.member_ttl))
+            .find(|m| m.name == options.node && m.alive)
+        {
             return Err(StoreError::Io(format!(
                 "cluster store: a live node is already named {:?} (at {}, heartbeat {:.1} s ago); give this one another name",
                 clash.name, clash.url, clash.heartbeat_age
@@ -132,7 +134,6 @@ impl Node {
         Ok(Node {
             options,
             connector,
-            pool,
             start_after,
             tail_taken: AtomicBool::new(false),
             _heartbeat: AbortOnDrop(heartbeat),
@@ -159,32 +160,20 @@ impl Node {
         Some(rx)
     }
 
-    pub(crate) async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        let target = &self.connector.target;
-        let client = self.pool.get().await.map_err(|e| errors::pool(e, target))?;
-        let rows = client
-            .query(&self.connector.sql.members, &[])
-            .await
-            .map_err(|e| errors::map(&e, target))?;
-        let ttl = self.options.member_ttl.as_secs_f64();
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let mut m = member(r);
-                m.alive = m.heartbeat_age < ttl;
-                m
-            })
-            .collect())
+    pub(crate) fn member_ttl(&self) -> Duration {
+        self.options.member_ttl
     }
 }
 
-fn member(row: &Row) -> Member {
+/// A row of `members`, alive when its heartbeat is younger than `ttl`.
+pub(crate) fn member(row: &Row, ttl: Duration) -> Member {
+    let heartbeat_age: f64 = row.get(4);
     Member {
         name: row.get(0),
         url: row.get(1),
         started_at: row.get(3),
-        heartbeat_age: row.get(4),
-        alive: false,
+        heartbeat_age,
+        alive: heartbeat_age < ttl.as_secs_f64(),
     }
 }
 
@@ -386,6 +375,7 @@ fn logged_event(row: &Row) -> Option<LoggedEvent> {
         event: Event {
             kind,
             path: row.get(4),
+            moved_to: row.get(10),
             data: data.map(|d| d.0.to_string()),
             created: row.get(6),
             modified: row.get(7),

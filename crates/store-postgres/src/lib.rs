@@ -74,7 +74,7 @@ pub use writer::{FIRST_RETRY, MAX_GROUP, MAX_RETRY, PROBE_INTERVAL};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use happn_engine::storage::events::{Event, EventId, EventLog, TailItem};
+use happn_engine::storage::events::{Event, EventId, EventLog, TailItem, Update};
 use happn_engine::storage::{Store, StoreHealth, WriteBatch};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use schema::{prefix_end, Sql};
@@ -150,6 +150,20 @@ pub struct PgStore {
     tx: mpsc::UnboundedSender<Msg>,
     counters: Arc<Counters>,
     cluster: Option<cluster::Node>,
+    connector: Arc<Connector>,
+}
+
+/// The cluster's start-up lock (see [`PgStore::startup_lock`]); released when dropped.
+pub struct StartupLock {
+    _client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        // Closing the connection releases the lock.
+        self.driver.abort();
+    }
 }
 
 impl PgStore {
@@ -163,7 +177,8 @@ impl PgStore {
         let config = &mut target.config;
         let timeout_ms = options.statement_timeout.as_millis().max(1);
         let mut server_options = config.get_options().map(str::to_string).unwrap_or_default();
-        server_options.push_str(&format!(" -c statement_timeout={timeout_ms}"));
+        // NOTICEs ("schema already exists, skipping" at every start) are not worth a log line.
+        server_options.push_str(&format!(" -c statement_timeout={timeout_ms} -c client_min_messages=warning"));
         config.options(server_options.trim());
         if config.get_application_name().is_none() {
             config.application_name(&options.application_name);
@@ -239,9 +254,10 @@ impl PgStore {
             Some(c) => Some(cluster::Node::start(c.clone(), connector.clone(), pool.clone()).await?),
             None => None,
         };
-        tokio::spawn(Writer::new(conn, connector, health.clone(), rx, counters.clone()).run());
+        tokio::spawn(Writer::new(conn, connector.clone(), health.clone(), rx, counters.clone()).run());
         Ok(PgStore {
             cluster,
+            connector,
             pool,
             sql,
             target: described,
@@ -293,12 +309,34 @@ impl PgStore {
         }
     }
 
+    /// Hold the cluster's start-up lock until the guard is dropped: nodes starting at once
+    /// create the records they share (the token secret, the keypair, `_ADMIN`) one at a time,
+    /// so they all use the first node's. A connection of its own, so the lock (a session lock)
+    /// goes with it whatever happens to this process.
+    pub async fn startup_lock(&self) -> Result<StartupLock, StoreError> {
+        let c = &self.connector;
+        let (client, connection) = c
+            .config
+            .connect(c.tls.clone())
+            .await
+            .map_err(|e| errors::unavailable(&format!("cannot connect to {}: {}", c.target, errors::describe(&e))))?;
+        let driver = tokio::spawn(connection);
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&schema::STARTUP_LOCK])
+            .await
+            .map_err(|e| errors::map(&e, &c.target))?;
+        Ok(StartupLock { _client: client, driver })
+    }
+
     /// The nodes of the cluster as their heartbeats show them (cluster mode; empty otherwise).
+    /// Works on a store opened without cluster mode too (`happn-rs cluster status`), with the
+    /// default member TTL.
     pub async fn members(&self) -> Result<Vec<Member>, StoreError> {
-        match &self.cluster {
-            Some(node) => node.members().await,
-            None => Ok(Vec::new()),
-        }
+        let ttl = self
+            .cluster
+            .as_ref()
+            .map_or_else(|| ClusterOptions::new("", "").member_ttl, |c| c.member_ttl());
+        self.read(&self.sql.members, &[], |r| Ok(cluster::member(r, ttl))).await
     }
 
     /// Run one read on a pooled connection, bounded in time; a connection failure also asks the
@@ -345,7 +383,7 @@ impl<'a> FromSql<'a> for JsonText<'a> {
 }
 
 /// A row of `SELECT path, data, created, modified, tag`.
-fn record(row: &Row) -> Result<Record, StoreError> {
+pub(crate) fn record(row: &Row) -> Result<Record, StoreError> {
     let path: String = row.get(0);
     let text: JsonText = row
         .try_get(1)
@@ -475,6 +513,17 @@ impl EventLog for PgStore {
         match self.logged(Op::RemoveMatching(pattern.clone()), event).await? {
             (Outcome::Removed(paths), id) => Ok((paths, id)),
             (other, _) => Err(StoreError::Io(format!("cluster store: a remove of {pattern} got {other:?}"))),
+        }
+    }
+
+    async fn update_logged(&self, path: &str, update: Update, event: Event) -> Result<(Record, EventId), StoreError> {
+        let op = Op::Update {
+            path: path.to_string(),
+            update,
+        };
+        match self.logged(op, event).await? {
+            (Outcome::Updated(record), id) => Ok((*record, id)),
+            (other, _) => Err(StoreError::Io(format!("cluster store: an update of {path:?} got {other:?}"))),
         }
     }
 

@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         at timestamptz NOT NULL DEFAULT now(),
         kind smallint NOT NULL,
         path text COLLATE \"C\" NOT NULL,
+        moved_to text,
         data json,
         created bigint,
         modified bigint,
@@ -77,6 +78,9 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 /// it takes its event ids and holds it to its commit, so ids become visible in id order and a
 /// reader that remembers the last id it read never skips one (cluster.md §4).
 pub const EVENT_LOCK: i64 = 0x6861_7070_6e5f_6576;
+
+/// The advisory lock held while a node creates the records all nodes share ("happn_st").
+pub const STARTUP_LOCK: i64 = 0x6861_7070_6e5f_7374;
 
 /// The advisory lock a node takes to trim the log ("happn_tr"): one trimmer at a time.
 pub const TRIM_LOCK: i64 = 0x6861_7070_6e5f_7472;
@@ -156,6 +160,8 @@ pub struct Sql {
     /// The `LISTEN`/`pg_notify` channel of this schema's log.
     pub channel: String,
     pub notify: String,
+    pub lock_one: String,
+    pub insert_new: String,
 }
 
 impl Sql {
@@ -195,13 +201,14 @@ impl Sql {
             event_lock: format!("SELECT pg_advisory_xact_lock({EVENT_LOCK})"),
             event_ids: format!("SELECT nextval('{}.happn_event_ids') FROM generate_series(1, $1::int4) ORDER BY 1", q.replace('\'', "''")),
             insert_events: format!(
-                "INSERT INTO {e} (id, origin, kind, path, data, created, modified, tag, publish)
-                 SELECT i, $1, k, p, d::json, c, m, g, pb FROM unnest($2::int8[], $3::int2[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[], $9::text[]) AS u(i, k, p, d, c, m, g, pb)"
+                "INSERT INTO {e} (id, origin, kind, path, moved_to, data, created, modified, tag, publish)
+                 SELECT i, $1, k, p, mv, d::json, c, m, g, pb
+                 FROM unnest($2::int8[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS u(i, k, p, mv, d, c, m, g, pb)"
             ),
             // The horizon and the events after `$1` in one statement, so in one snapshot: a trim
             // that removed events the reader had not read shows in the horizon it reads with them.
             read_events: format!(
-                "SELECT h.trimmed_through, e.id, e.origin, e.kind, e.path, e.data, e.created, e.modified, e.tag, e.publish
+                "SELECT h.trimmed_through, e.id, e.origin, e.kind, e.path, e.data, e.created, e.modified, e.tag, e.publish, e.moved_to
                  FROM {q}.happn_log_state h LEFT JOIN LATERAL (SELECT * FROM {e} WHERE id > $1 ORDER BY id LIMIT $2) e ON true"
             ),
             last_event: format!("SELECT COALESCE(max(id), 0), (SELECT trimmed_through FROM {q}.happn_log_state) FROM {e}"),
@@ -228,6 +235,8 @@ impl Sql {
                  FROM {q}.happn_members ORDER BY name"
             ),
             expire_members: format!("DELETE FROM {q}.happn_members WHERE heartbeat_at < now() - make_interval(secs => $1::float8)"),
+            lock_one: format!("SELECT {cols} FROM {t} WHERE path = $1 FOR UPDATE"),
+            insert_new: format!("INSERT INTO {t} ({cols}) VALUES ($1, $2::text::json, $3, $4, $5) ON CONFLICT (path) DO NOTHING"),
             channel: format!("happn_events:{schema}"),
             notify: format!("SELECT pg_notify('happn_events:{}', $1)", schema.replace('\'', "''")),
         }

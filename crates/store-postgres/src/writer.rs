@@ -34,7 +34,7 @@ use crate::errors;
 use crate::schema::{prefix_end, Sql};
 use crate::Counters;
 use happn_engine::pubsub::EventKind;
-use happn_engine::storage::events::{Event, EventId, Filled};
+use happn_engine::storage::events::{Event, EventId, Filled, Update};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -50,6 +50,9 @@ pub const MAX_GROUP: usize = 4096;
 
 /// Longest a group waits for the previous group's writers to come back (see `Writer::gather`).
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// Tries of an update on a path that other nodes keep creating and removing under it.
+const MAX_UPDATE_ATTEMPTS: u32 = 5;
 
 /// Reconnect back-off after a connection failure and a first attempt at once: first wait,
 /// doubling up to the second.
@@ -74,6 +77,11 @@ pub(crate) enum Op {
     RemoveMatching(Pattern),
     /// Only an event (cluster mode): a write that changes no record.
     Append,
+    /// A read-modify-write of one path (merge, tag), the row locked for the transaction.
+    Update {
+        path: String,
+        update: Update,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +89,8 @@ pub(crate) enum Outcome {
     Done,
     Stamps(Millis, Millis),
     Removed(Vec<String>),
+    /// What an update put last.
+    Updated(Box<Record>),
 }
 
 pub(crate) struct Job {
@@ -122,6 +132,8 @@ struct Statements {
     event_ids: Statement,
     insert_events: Statement,
     notify: Statement,
+    lock_one: Statement,
+    insert_new: Statement,
 }
 
 /// How the writer (re)connects: the settings it needs, shared with the store.
@@ -163,6 +175,8 @@ impl Connector {
                     event_ids: client.prepare(&sql.event_ids).await?,
                     insert_events: client.prepare(&sql.insert_events).await?,
                     notify: client.prepare(&sql.notify).await?,
+                    lock_one: client.prepare(&sql.lock_one).await?,
+                    insert_new: client.prepare(&sql.insert_new).await?,
                 })
             }
             .await
@@ -424,6 +438,7 @@ impl Segment<'_> {
 enum Step<'a> {
     Segment(Segment<'a>),
     Remove(usize, &'a Pattern),
+    Update(usize, &'a str, &'a Update),
 }
 
 fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
@@ -469,6 +484,12 @@ fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
                 steps.push(Step::Remove(i, pattern));
             }
             Op::Append => {}
+            Op::Update { path, update } => {
+                if seg.statements() > 0 {
+                    steps.push(Step::Segment(std::mem::take(&mut seg)));
+                }
+                steps.push(Step::Update(i, path, update));
+            }
         }
     }
     if seg.statements() > 0 {
@@ -514,6 +535,7 @@ fn touches_system_records(op: &Op) -> bool {
         Op::Replace { path, .. } => is_system(path),
         Op::RemoveMatching(pattern) => is_system(pattern.literal_prefix()) || pattern.literal_prefix().len() < SYSTEM.len(),
         Op::Append => false,
+        Op::Update { path, .. } => is_system(path),
     }
 }
 
@@ -535,6 +557,7 @@ fn events_of(jobs: &[Job], outcomes: &[Outcome]) -> Vec<(usize, Event)> {
                 .chain(puts.iter().map(|r| r.path.as_str()))
                 .collect(),
             (Op::Replace { path, .. }, _) => vec![path.as_str()],
+            (Op::Update { .. }, Outcome::Updated(r)) => vec![r.path.as_str()],
             (Op::RemoveMatching(_), Outcome::Removed(paths)) => paths.iter().map(String::as_str).collect(),
             _ => Vec::new(),
         };
@@ -546,6 +569,7 @@ fn events_of(jobs: &[Job], outcomes: &[Outcome]) -> Vec<(usize, Event)> {
             match outcome {
                 Outcome::Stamps(created, modified) => event.fill(Filled::Stamps(*created, *modified)),
                 Outcome::Removed(paths) => event.fill(Filled::Removed(paths.len())),
+                Outcome::Updated(record) => event.fill(Filled::Record(record)),
                 Outcome::Done => {}
             }
             events.push((i, event));
@@ -577,6 +601,7 @@ async fn log_events(
     let taken: Vec<i64> = txn.query(&s.event_ids, &[&n]).await?.iter().map(|r| r.get(0)).collect();
     let kinds: Vec<i16> = events.iter().map(|(_, e)| kind_code(e.kind)).collect();
     let paths: Vec<&str> = events.iter().map(|(_, e)| e.path.as_str()).collect();
+    let moved: Vec<Option<&str>> = events.iter().map(|(_, e)| e.moved_to.as_deref()).collect();
     let data: Vec<Option<&str>> = events.iter().map(|(_, e)| e.data.as_deref()).collect();
     let created: Vec<Option<i64>> = events.iter().map(|(_, e)| e.created).collect();
     let modified: Vec<Option<i64>> = events.iter().map(|(_, e)| e.modified).collect();
@@ -584,7 +609,7 @@ async fn log_events(
     let publish: Vec<&str> = events.iter().map(|(_, e)| e.publish.as_str()).collect();
     txn.execute(
         &s.insert_events,
-        &[&origin, &taken, &kinds, &paths, &data, &created, &modified, &tags, &publish],
+        &[&origin, &taken, &kinds, &paths, &moved, &data, &created, &modified, &tags, &publish],
     )
     .await?;
     for ((job, _), id) in events.iter().zip(&taken) {
@@ -633,6 +658,56 @@ async fn run_steps<C: GenericClient + Sync>(
             Step::Remove(i, pattern) if !pattern.is_wildcard() => {
                 let rows = client.query(&s.delete_one, &[&pattern.as_str()]).await?;
                 outcomes[*i] = Outcome::Removed(rows.iter().map(|r| r.get::<_, String>(0)).collect());
+            }
+            Step::Update(i, path, update) => {
+                // The record is locked for the transaction, so another node's write to it waits
+                // for the commit. When there is none, there is nothing to lock: the new record is
+                // inserted only if the path is still free, and if another transaction took it
+                // meanwhile (the insert waits for that one to commit), it is read and locked again.
+                let mut claimed = None;
+                let mut attempts = 0;
+                let puts = loop {
+                    attempts += 1;
+                    let row = client.query_opt(&s.lock_one, &[path]).await?;
+                    let old = match row.as_ref().map(crate::record) {
+                        Some(Ok(r)) => Some(r),
+                        // An unreadable record is replaced, as a plain set would.
+                        Some(Err(_)) => Some(Record::new(*path, Body::empty(), 0)),
+                        None => None,
+                    };
+                    let puts = update(old.as_ref());
+                    if old.is_some() || attempts >= MAX_UPDATE_ATTEMPTS {
+                        break puts;
+                    }
+                    let Some(at) = puts.iter().position(|r| r.path == *path) else {
+                        break puts;
+                    };
+                    let r = &puts[at];
+                    let inserted = client
+                        .execute(&s.insert_new, &[&r.path, &r.data.json(), &r.created, &r.modified, &r.tag])
+                        .await?;
+                    if inserted == 1 {
+                        claimed = Some(at);
+                        break puts;
+                    }
+                };
+                let rest: Vec<&Record> = puts
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| Some(*k) != claimed)
+                    .map(|(_, r)| r)
+                    .collect();
+                if !rest.is_empty() {
+                    let paths: Vec<&str> = rest.iter().map(|r| r.path.as_str()).collect();
+                    let bodies: Vec<&str> = rest.iter().map(|r| r.data.json()).collect();
+                    let created: Vec<i64> = rest.iter().map(|r| r.created).collect();
+                    let modified: Vec<i64> = rest.iter().map(|r| r.modified).collect();
+                    let tags: Vec<Option<&str>> = rest.iter().map(|r| r.tag.as_deref()).collect();
+                    client.execute(&s.upsert, &[&paths, &bodies, &created, &modified, &tags]).await?;
+                }
+                if let Some(last) = puts.into_iter().last() {
+                    outcomes[*i] = Outcome::Updated(Box::new(last));
+                }
             }
             Step::Remove(i, pattern) => {
                 let prefix = pattern.literal_prefix();

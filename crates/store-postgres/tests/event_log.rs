@@ -29,6 +29,7 @@ fn set_event(path: &str, n: u64) -> Event {
     Event {
         kind: EventKind::Set,
         path: path.to_string(),
+        moved_to: None,
         data: Some(format!("{{\"n\":{n}}}")),
         created: None,
         modified: None,
@@ -312,5 +313,54 @@ async fn membership_shows_live_nodes_and_refuses_a_taken_name() {
     options.cluster = Some(ClusterOptions::new("a", "ws://other"));
     let clash = PgStore::open(options).await.err().expect("a second live node named a is refused");
     assert!(clash.to_string().contains("already named \"a\""), "{clash}");
+    common::drop_schema(&url, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_through_different_nodes_keep_every_key() {
+    let Some(url) = common::url() else { return };
+    let schema = common::fresh_schema("merge");
+    let nodes = [
+        Arc::new(node(&url, &schema, "a", |_| {}).await),
+        Arc::new(node(&url, &schema, "b", |_| {}).await),
+    ];
+    let mut tail = nodes[1].event_log().unwrap().tail().unwrap();
+    let mut tasks = Vec::new();
+    for (ni, n) in nodes.iter().enumerate() {
+        for w in 0..8 {
+            let n = n.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let key = format!("k{ni}_{w}_{i}");
+                    // What a merge does: the old body plus this key.
+                    let update: happn_engine::storage::events::Update = Box::new(move |old| {
+                        let mut map = old.map(|r| r.data.map().clone()).unwrap_or_default();
+                        map.insert(key.clone(), serde_json::Value::from(1));
+                        vec![Record::new("/merged", Body::new(map), 7)]
+                    });
+                    let mut event = set_event("/merged", 0);
+                    event.data = None;
+                    n.event_log().unwrap().update_logged("/merged", update, event).await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let record = nodes[0].get("/merged").await.unwrap().expect("the merged record");
+    assert_eq!(record.data.map().len(), 160, "every key of 160 merges through two nodes is kept");
+    let (events, _) = collect(&mut tail, 160, Duration::from_secs(20)).await;
+    assert_eq!(events.len(), 160);
+    // Each event carries the body its merge wrote: one more key each time, in log order.
+    let sizes: Vec<usize> = events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(e.event.data.as_deref().unwrap())
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert_eq!(sizes, (1..=160).collect::<Vec<_>>());
     common::drop_schema(&url, &schema).await;
 }

@@ -191,6 +191,17 @@ impl Security {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// Users, groups or memberships changed through another node of a cluster: live sessions
+    /// here reload their permissions on their next request, as after a change made here.
+    pub fn directory_changed_elsewhere(&self) {
+        self.directory_changed();
+    }
+
+    /// A session revoked through another node of a cluster: refused here from now on.
+    pub fn note_revoked(&self, session_id: &str) {
+        self.revoked.extend([session_id.to_string()]);
+    }
+
     /// The user's permissions as of now: the cached copy while the directory is unchanged,
     /// reloaded after any change, so grants and revocations reach live sessions at once.
     /// Borrowed from the connection's cache: the shared `Arc` is the same for every connection

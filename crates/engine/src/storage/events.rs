@@ -10,7 +10,7 @@ use crate::body::Body;
 use crate::error::StoreError;
 use crate::path::Pattern;
 use crate::pubsub::EventKind;
-use crate::record::Millis;
+use crate::record::{Millis, Record};
 use async_trait::async_trait;
 
 /// Where a logged event's id comes from: ascending in commit order, with holes (a rolled-back
@@ -26,8 +26,11 @@ pub struct Event {
     /// which other nodes read to refresh what they cache of it (users, groups, revocations) and
     /// which is never delivered to a client.
     pub kind: EventKind,
-    /// The path of the event's `_meta` and action (`/SET@path`).
+    /// The path the write named: the event's action (`/SET@path`) and the path subscriptions
+    /// match.
     pub path: String,
+    /// Where the record went when not to `path` (a tag's snapshot, a sibling): the `_meta.path`.
+    pub moved_to: Option<String>,
     /// The event's `data` as JSON text (`None` until filled: a remove's `{"removed":n}`).
     pub data: Option<String>,
     /// A set's stamps (`None` for a `noStore` set, and until filled for a plain set); a remove's
@@ -40,26 +43,40 @@ pub struct Event {
 }
 
 impl Event {
-    /// A change note for a system record written or removed without a client event.
-    pub fn change(path: &str) -> Event {
+    /// An event of `kind` at `path` with nothing filled in yet.
+    pub fn pending(kind: EventKind, path: &str, publish: String) -> Event {
         Event {
-            kind: EventKind::All,
+            kind,
             path: path.to_string(),
+            moved_to: None,
             data: None,
             created: None,
             modified: None,
             tag: None,
-            publish: String::new(),
+            publish,
         }
+    }
+
+    /// A change note for a system record written or removed without a client event.
+    pub fn change(path: &str) -> Event {
+        Event::pending(EventKind::All, path, String::new())
     }
 
     pub fn is_change_note(&self) -> bool {
         self.kind == EventKind::All
     }
 
-    /// Fill in what the write decided: a plain set's stamps, a remove's count.
-    pub fn fill(&mut self, outcome: Filled) {
+    /// Fill in what the write decided: a plain set's stamps, a remove's count, the record an
+    /// update wrote.
+    pub fn fill(&mut self, outcome: Filled<'_>) {
         match outcome {
+            Filled::Record(r) if self.kind == EventKind::Set && self.data.is_none() => {
+                self.data = Some(r.data.json().to_string());
+                self.created = Some(r.created);
+                self.modified = Some(r.modified);
+                self.tag = r.tag.clone();
+                self.moved_to = (r.path != self.path).then(|| r.path.clone());
+            }
             Filled::Stamps(created, modified) if self.kind == EventKind::Set && self.created.is_none() => {
                 self.created = Some(created);
                 self.modified = Some(modified);
@@ -74,10 +91,17 @@ impl Event {
 
 /// What a write tells its event (see [`Event::fill`]).
 #[derive(Debug, Clone, Copy)]
-pub enum Filled {
+pub enum Filled<'a> {
     Stamps(Millis, Millis),
     Removed(usize),
+    /// The record an update put last: the event's data and `_meta`.
+    Record(&'a Record),
 }
+
+/// A read-modify-write of one path ([`EventLog::update_logged`]): given the record there (if
+/// any), the records to put, the one the event describes last. It may run more than once (a
+/// retried transaction); only the run that commits counts.
+pub type Update = Box<dyn Fn(Option<&Record>) -> Vec<Record> + Send + Sync>;
 
 /// An event read back from the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +138,11 @@ pub trait EventLog: Send + Sync {
     /// [`super::Store::remove_matching`], logging `event` (its count filled in) with it.
     async fn remove_matching_logged(&self, pattern: &Pattern, event: Event) -> Result<(Vec<String>, EventId), StoreError>;
 
+    /// Read-modify-write `path` atomically across nodes (the record is locked in the
+    /// transaction), logging `event` (filled from the last record `update` put) with it. Merges
+    /// and tags: a per-process lock cannot keep two nodes' merges apart. Returns that record.
+    async fn update_logged(&self, path: &str, update: Update, event: Event) -> Result<(Record, EventId), StoreError>;
+
     /// Log an event that changes no record (a `noStore` set, a security record's event).
     async fn append(&self, event: Event) -> Result<EventId, StoreError>;
 
@@ -129,6 +158,7 @@ mod tests {
         Event {
             kind: EventKind::Set,
             path: "/a".into(),
+            moved_to: None,
             data: Some("{}".into()),
             created: None,
             modified: None,

@@ -1,7 +1,7 @@
 //! `set`, `get` and `remove` on data paths (security records: `security_records.rs`), and the
 //! pipelined `set` a connection on a durable store runs alongside its other writes.
 
-use super::publish::publish_and_reply;
+use super::publish::{await_delivery, logged_publish, publish_and_reply};
 use super::{base_reply, path_of, Failure, Outcome};
 use crate::session::Session;
 use crate::state::{AppState, Outbox};
@@ -34,7 +34,9 @@ fn prepare_set<'r>(req: &'r Request, options: &SetOptions) -> Result<(&'r str, h
 
 pub(super) async fn set(state: &AppState, req: &Request, options: &SetOptions, data: Option<Data>) -> Outcome {
     let (path, write) = prepare_set(req, options)?;
-    let written = state.data.set(path, data.map(set_data), &write).await?;
+    let publish = logged_publish(state, req, &options.publish);
+    let (written, event) = state.data.set_logged(path, data.map(set_data), &write, publish).await?;
+    await_delivery(state, event).await;
     Ok(set_reply(state, req, &options.publish, path, &written))
 }
 
@@ -88,17 +90,27 @@ pub(crate) async fn start_write(state: &Arc<AppState>, session: &mut Session, mu
         Ok((path, write)) => (path.to_string(), write),
         Err(_) => return Err(req),
     };
+    let publish = logged_publish(state, &req, &options.publish);
     if super::authorize(state, session, &req).await.is_err() {
         return Err(req);
     }
     let data = req.data.take();
-    let store = state.data.clone();
     let target = path.clone();
-    Ok(PendingWrite {
-        req,
-        path,
-        write: Box::pin(async move { store.set(&target, data.map(set_data), &write).await }),
-    })
+    let write: futures_util::future::BoxFuture<'static, Result<Written, DataError>> = match publish {
+        None => {
+            let store = state.data.clone();
+            Box::pin(async move { store.set(&target, data.map(set_data), &write).await })
+        }
+        Some(publish) => {
+            let state = state.clone();
+            Box::pin(async move {
+                let (written, event) = state.data.set_logged(&target, data.map(set_data), &write, Some(publish)).await?;
+                await_delivery(&state, event).await;
+                Ok(written)
+            })
+        }
+    };
+    Ok(PendingWrite { req, path, write })
 }
 
 /// Publish a pipelined write's event and queue its reply (in the connection's request order).
@@ -113,9 +125,12 @@ pub(crate) fn finish_write(state: &AppState, tx: &Outbox, req: &Request, path: &
 
 pub(super) async fn remove(state: &AppState, req: &Request, options: &PublishOptions) -> Outcome {
     let path = path_of(req)?;
-    let removed = state.data.remove_unprotected(path, security::is_protected).await?;
+    let now = now_millis();
+    let publish = logged_publish(state, req, options);
+    let (removed, event) = state.data.remove_logged(path, now, security::is_protected, publish).await?;
+    await_delivery(state, event).await;
     let data_json = format!("{{\"removed\":{removed}}}");
-    let meta = RecordMeta::removed(now_millis(), path);
+    let meta = RecordMeta::removed(now, path);
     Ok(publish_and_reply(state, req, options, EventKind::Remove, path, &data_json, &meta))
 }
 

@@ -12,7 +12,7 @@
 
 mod data;
 mod login;
-mod publish;
+pub(crate) mod publish;
 mod security_records;
 mod subscribe;
 

@@ -31,8 +31,18 @@ pub(super) fn publish_and_reply(
         }
     };
     let published = !options.no_publish;
-    if published {
-        publish(state, req, options, kind, path, data_json, meta, action);
+    // In a cluster every event is delivered from the log, this node's own too (the handler
+    // logged it with the write and waited for its delivery: `crate::cluster`).
+    if published && state.cluster.is_none() {
+        let event = Event {
+            kind,
+            path,
+            action,
+            data_json,
+            meta,
+            session_before_action: req.session_id.is_some(),
+        };
+        deliver(state, options, &event);
     }
     let reply = Reply {
         action: if published { action } else { raw },
@@ -40,6 +50,39 @@ pub(super) fn publish_and_reply(
         ..base_reply(req)
     };
     reply.ok(data_json, meta)
+}
+
+/// In a cluster, what to log with a write that publishes (`None`: a single node, or
+/// `noPublish`): see `crate::cluster`.
+pub(super) fn logged_publish(state: &AppState, req: &Request, options: &PublishOptions) -> Option<String> {
+    (state.cluster.is_some() && !options.no_publish).then(|| crate::cluster::publish_text(options, req.session_id.is_some()))
+}
+
+/// In a cluster, wait until the event logged with a write was delivered on this node, so the
+/// writer's reply follows it (as on a single node).
+pub(super) async fn await_delivery(state: &AppState, event: Option<happn_engine::storage::events::EventId>) {
+    if let (Some(id), Some(cluster)) = (event, &state.cluster) {
+        cluster.delivered(id).await;
+    }
+}
+
+/// In a cluster, log the event of a write that logged none itself (a security record's) and
+/// wait for its delivery here; nothing on a single node or with `noPublish`.
+pub(super) async fn log_event(
+    state: &AppState,
+    req: &Request,
+    options: &PublishOptions,
+    kind: EventKind,
+    path: &str,
+    data_json: &str,
+    meta: &RecordMeta<'_>,
+) -> Result<(), happn_engine::StoreError> {
+    let (Some(cluster), Some(publish)) = (&state.cluster, logged_publish(state, req, options)) else {
+        return Ok(());
+    };
+    cluster
+        .append(crate::cluster::client_event(kind, path, data_json, meta, publish))
+        .await
 }
 
 /// `/<kind>@<path>` written into `buf`, when it fits.
@@ -54,28 +97,31 @@ fn action_on_stack<'b>(buf: &'b mut [u8], kind: &str, path: &str) -> Option<&'b 
     std::str::from_utf8(out).ok()
 }
 
+/// A set/remove event to deliver.
+pub(crate) struct Event<'a> {
+    pub kind: EventKind,
+    /// The path the write named: subscriptions match it.
+    pub path: &'a str,
+    /// `/SET@<path>` or `/REMOVE@<path>`.
+    pub action: &'a str,
+    pub data_json: &'a str,
+    pub meta: &'a RecordMeta<'a>,
+    /// Whether the writer's request carried a `sessionId` (where it sits in the event's `_meta`).
+    pub session_before_action: bool,
+}
+
 /// Deliver the event of a set/remove to every matching subscription. Events are queued on
 /// every recipient's outbox before the caller queues its own reply, so the writer always sees
 /// its events first; across sockets, order is up to each socket's writer.
-#[allow(clippy::too_many_arguments)]
-fn publish(
-    state: &AppState,
-    req: &Request,
-    options: &PublishOptions,
-    kind: EventKind,
-    path: &str,
-    data_json: &str,
-    meta: &RecordMeta<'_>,
-    action: &str,
-) {
+pub(crate) fn deliver(state: &AppState, options: &PublishOptions, e: &Event<'_>) {
     if !state.subscriptions.has_any() {
         return;
     }
-    let deliveries = state.subscriptions.deliveries(kind, path);
+    let deliveries = state.subscriptions.deliveries(e.kind, e.path);
     if deliveries.is_empty() {
         return;
     }
-    let event = EventMeta::new(data_json, meta, action, req.session_id.is_some());
+    let event = EventMeta::new(e.data_json, e.meta, e.action, e.session_before_action);
     state.with_peers(|peers| {
         for (sub, channel) in deliveries.iter() {
             let Some(peer) = peers.get(&sub.key) else {
