@@ -36,6 +36,10 @@ pub struct AppState {
     pub(crate) queue_budget: Arc<QueueBudget>,
     peers: RwLock<HashMap<u64, Peer>>,
     next_key: AtomicU64,
+    /// Operating metrics (`/metrics`).
+    pub telemetry: crate::telemetry::Telemetry,
+    /// Set when the server starts stopping: `/ready` answers 503 from then on.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -58,6 +62,8 @@ impl AppState {
             indexes: SessionIndexes::new(),
             peers: RwLock::new(HashMap::new()),
             next_key: AtomicU64::new(1),
+            telemetry: Default::default(),
+            stopping: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use super::publish::publish_and_reply;
 use super::{base_reply, path_of, Failure, Outcome};
 use crate::session::Session;
 use crate::state::{AppState, Outbox};
+use crate::telemetry::RequestOutcome;
 use happn_engine::data::{Found, SetData, Written};
 use happn_engine::pubsub::EventKind;
 use happn_engine::query::Query;
@@ -81,6 +82,7 @@ impl PendingWrite {
 /// otherwise hand it back to run in order with `handle_request`. Only durable stores gain
 /// from this: concurrent writes of one client then share a group commit.
 pub(crate) async fn start_write(state: &Arc<AppState>, session: &mut Session, mut req: Box<Request>) -> Result<PendingWrite, Box<Request>> {
+    let started = std::time::Instant::now();
     let Command::Set(options) = &req.command else {
         return Err(req);
     };
@@ -88,16 +90,26 @@ pub(crate) async fn start_write(state: &Arc<AppState>, session: &mut Session, mu
         Ok((path, write)) => (path.to_string(), write),
         Err(_) => return Err(req),
     };
-    if super::authorize(state, session, &req).await.is_err() {
+    // Over the request rate, `handle_request` refuses it (it takes no token here then).
+    if super::authorize(state, session, &req).await.is_err() || !session.within_rate(state) {
         return Err(req);
     }
     let data = req.data.take();
-    let store = state.data.clone();
+    let state = state.clone();
     let target = path.clone();
     Ok(PendingWrite {
         req,
         path,
-        write: Box::pin(async move { store.set(&target, data.map(set_data), &write).await }),
+        write: Box::pin(async move {
+            let written = state.data.set(&target, data.map(set_data), &write).await;
+            let outcome = if written.is_ok() {
+                RequestOutcome::Ok
+            } else {
+                RequestOutcome::Error
+            };
+            state.telemetry.request(happn_protocol::Action::Set, outcome, started);
+            written
+        }),
     })
 }
 

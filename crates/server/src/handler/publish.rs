@@ -32,7 +32,8 @@ pub(super) fn publish_and_reply(
     };
     let published = !options.no_publish;
     if published {
-        publish(state, req, options, kind, path, data_json, meta, action);
+        let delivered = publish(state, req, options, kind, path, data_json, meta, action);
+        state.telemetry.published(delivered);
     }
     let reply = Reply {
         action: if published { action } else { raw },
@@ -54,7 +55,8 @@ fn action_on_stack<'b>(buf: &'b mut [u8], kind: &str, path: &str) -> Option<&'b 
     std::str::from_utf8(out).ok()
 }
 
-/// Deliver the event of a set/remove to every matching subscription. Events are queued on
+/// Deliver the event of a set/remove to every matching subscription; returns how many
+/// connections it was queued to. Events are queued on
 /// every recipient's outbox before the caller queues its own reply, so the writer always sees
 /// its events first; across sockets, order is up to each socket's writer.
 #[allow(clippy::too_many_arguments)]
@@ -67,15 +69,16 @@ fn publish(
     data_json: &str,
     meta: &RecordMeta<'_>,
     action: &str,
-) {
+) -> usize {
     if !state.subscriptions.has_any() {
-        return;
+        return 0;
     }
     let deliveries = state.subscriptions.deliveries(kind, path);
     if deliveries.is_empty() {
-        return;
+        return 0;
     }
     let event = EventMeta::new(data_json, meta, action, req.session_id.is_some());
+    let mut delivered = 0;
     state.with_peers(|peers| {
         for (sub, channel) in deliveries.iter() {
             let Some(peer) = peers.get(&sub.key) else {
@@ -88,8 +91,10 @@ fn publish(
                 continue;
             }
             peer.tx.text(event.render(&identity.id, channel));
+            delivered += 1;
         }
     });
+    delivered
 }
 
 #[cfg(test)]
