@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod cli;
 pub mod config;
 pub(crate) mod conn;
 pub(crate) mod encryption;

@@ -93,6 +93,8 @@ enum Command {
         #[command(flatten)]
         target: happn_rs::admin::Target,
     },
+    #[command(flatten)]
+    Client(happn_rs::cli::ClientCommand),
     /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
     Export {
         #[arg(long, value_name = "DIR")]
@@ -159,6 +161,7 @@ fn main() -> ExitCode {
         return happn_rs::tools::run(match command {
             Command::User { command, target } => return admin::run(Admin::User(command), target),
             Command::Group { command, target } => return admin::run(Admin::Group(command), target),
+            Command::Client(command) => return happn_rs::cli::run(command),
             Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
                 nedb,
                 data: data_config(config.as_ref(), data_dir),
