@@ -427,6 +427,18 @@ impl Subscriptions {
         out
     }
 
+    /// Subscriptions across all subscribers, each (subscriber, channel) pair once (metrics).
+    pub fn subscription_count(&self) -> usize {
+        self.inner.read().by_subscriber.values().map(|c| c.len()).sum()
+    }
+
+    /// How many channels `who` is subscribed to, and whether `channel` is one of them (the
+    /// server's per-session subscription limit: another reference to a channel adds none).
+    pub fn subscriber_channels(&self, who: Subscriber, channel: &str) -> (usize, bool) {
+        let inner = self.inner.read();
+        inner.by_subscriber.get(&who).map_or((0, false), |c| (c.len(), c.contains(channel)))
+    }
+
     /// Channels with at least one subscriber (diagnostics).
     pub fn channel_count(&self) -> usize {
         let inner = self.inner.read();

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,9 @@ pub struct Limiter {
     max_per_ip: usize,
     counts: Mutex<Counts>,
     refusals: Mutex<Refusals>,
+    /// Connections refused by the global and the per-address limit, since the start (metrics).
+    refused_total: AtomicU64,
+    refused_per_ip: AtomicU64,
     /// Woken when the last slot is given back (a stopping server waits for it).
     drained: tokio::sync::Notify,
 }
@@ -100,6 +104,8 @@ impl Limiter {
                 since_log: 0,
                 last_log: None,
             }),
+            refused_total: AtomicU64::new(0),
+            refused_per_ip: AtomicU64::new(0),
             drained: tokio::sync::Notify::new(),
         })
     }
@@ -133,6 +139,14 @@ impl Limiter {
         self.counts.lock().total
     }
 
+    /// Connections refused so far by the global and by the per-address limit.
+    pub fn refusals(&self) -> (u64, u64) {
+        (
+            self.refused_total.load(Ordering::Relaxed),
+            self.refused_per_ip.load(Ordering::Relaxed),
+        )
+    }
+
     /// Until every admitted connection — HTTP or websocket — has closed.
     pub async fn drained(&self) {
         loop {
@@ -149,6 +163,11 @@ impl Limiter {
 
     /// Note a refusal: a warning at most once a second, with how many were refused since.
     pub fn log_refusal(&self, ip: IpAddr, why: Refused) {
+        match why {
+            Refused::Total => &self.refused_total,
+            Refused::PerIp => &self.refused_per_ip,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         let mut r = self.refusals.lock();
         r.since_log += 1;
         let now = Instant::now();
@@ -241,11 +260,19 @@ pub fn default_max_per_ip(max: usize) -> usize {
 
 /// Close a refused plain-HTTP socket, with a 503 if the socket takes it at once (it never waits:
 /// the point is to give the descriptor back).
-pub fn refuse_plain(stream: tokio::net::TcpStream) {
+/// The body names the limit, so a client's operator can tell which one it ran into.
+pub fn refuse_plain(stream: tokio::net::TcpStream, why: Refused) {
     use std::io::Write;
-    const REPLY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\ntoo many connections";
+    let body = match why {
+        Refused::Total => "too many connections (connections.max)",
+        Refused::PerIp => "too many connections from this address (connections.maxPerIp)",
+    };
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     if let Ok(mut s) = stream.into_std() {
-        let _ = s.write(REPLY);
+        let _ = s.write(reply.as_bytes());
     }
 }
 

@@ -243,7 +243,7 @@ async fn apply(state: &AppState, cluster: &Cluster, logged: &LoggedEvent) {
         meta: &meta,
         session_before_action: publish.session_before_action,
     };
-    deliver(state, &options, &delivery);
+    state.telemetry.published(deliver(state, &options, &delivery));
 }
 
 /// A system record changed on another node: refresh what this node holds of it.

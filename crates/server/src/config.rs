@@ -117,6 +117,10 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// `cluster` / `--cluster URL`: run as one node of a cluster on PostgreSQL (docs/CLUSTER.md).
     pub cluster: Option<ClusterConfig>,
+    /// `limits`: what one session may hold and ask for (happn-rs).
+    pub limits: SessionLimits,
+    /// `metricsAddr` / `--metrics-addr`: where `/metrics` is served (happn-rs).
+    pub metrics: MetricsListen,
 }
 
 /// `cluster`: `url` (PostgreSQL, required), `schema` (default `public`), `poolSize` (8),
@@ -142,6 +146,58 @@ impl ClusterConfig {
             advertise: None,
             retention: std::time::Duration::from_secs(600),
             max_events: 2_000_000,
+        }
+    }
+}
+
+/// Subscriptions one session may hold by default: far above what a client watching its own
+/// devices needs, far below what would make one session a noticeable share of the registry.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
+
+/// `limits`: `maxSubscriptions` (per session; default 10,000; 0 = none), `requestsPerSecond`
+/// (per session, a token bucket; default 0 = no limit, as a bulk loader legitimately sends tens
+/// of thousands a second) and `requestBurst` (the bucket's size; default one second's worth).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionLimits {
+    pub max_subscriptions: usize,
+    pub requests_per_second: f64,
+    pub request_burst: f64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            requests_per_second: 0.0,
+            request_burst: 0.0,
+        }
+    }
+}
+
+/// The default metrics address of a secure server: loopback only, so the numbers (which name no
+/// user but do show activity) are not public where the data is not.
+pub const DEFAULT_SECURE_METRICS_ADDR: &str = "127.0.0.1:9100";
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MetricsListen {
+    /// Insecure servers: on the main port. Secure servers: on [`DEFAULT_SECURE_METRICS_ADDR`],
+    /// and a failure to bind it is only a warning (another server on the host may hold it).
+    #[default]
+    Default,
+    /// A listener of its own on this address; failing to bind it stops the start.
+    Addr(String),
+    /// Not served (`metricsAddr: false`, `--metrics-addr off`).
+    Off,
+}
+
+impl MetricsListen {
+    /// `--metrics-addr`: an address, or `off`.
+    pub fn from_flag(v: &str) -> MetricsListen {
+        if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false") {
+            MetricsListen::Off
+        } else {
+            MetricsListen::Addr(v.to_string())
         }
     }
 }
@@ -191,6 +247,8 @@ impl Default for Config {
             static_dir: None,
             connections: Default::default(),
             cluster: None,
+            limits: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -366,6 +424,13 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             }
             "deferListen" => r.unsupported(key, "the server always listens"),
             "connections" => read_connections(&mut r, v, &mut c.connections)?,
+            "limits" => read_limits(&mut r, v, &mut c.limits)?,
+            "metricsAddr" => {
+                c.metrics = match v {
+                    Value::Bool(false) => MetricsListen::Off,
+                    _ => MetricsListen::from_flag(&r.string("metricsAddr", v)?),
+                }
+            }
             "middleware" => c.http_security = crate::http::guard::SecurityMiddleware::from_middleware("middleware", v, r.warnings)?,
             other => r.unknown(other),
         }
@@ -382,6 +447,27 @@ fn read_connections(r: &mut Reader<'_>, v: &Value, limits: &mut ConnectionLimits
             // At most a day: the deadline is an `Instant` sum that must not overflow.
             "headerTimeout" => limits.header_timeout = std::time::Duration::from_millis(duration_ms(&ck, cv)?.min(86_400_000)),
             _ => r.unknown(&ck),
+        }
+    }
+    Ok(())
+}
+
+fn read_limits(r: &mut Reader<'_>, v: &Value, limits: &mut SessionLimits) -> Result<(), ConfigError> {
+    for (k, lv) in r.object("limits", v)? {
+        let lk = format!("limits.{k}");
+        let rate = || match lv.as_f64() {
+            Some(n) if (0.0..=1e9).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Type {
+                key: lk.clone(),
+                expected: "a number from 0 to 1e9",
+                got: describe(lv),
+            }),
+        };
+        match k.as_str() {
+            "maxSubscriptions" => limits.max_subscriptions = r.uint(&lk, lv, u32::MAX as u64)? as usize,
+            "requestsPerSecond" => limits.requests_per_second = rate()?,
+            "requestBurst" => limits.request_burst = rate()?,
+            _ => r.unknown(&lk),
         }
     }
     Ok(())
@@ -767,6 +853,33 @@ mod tests {
         let e = from_value(&json!({"connections": {"maxPerIp": -1}})).err().unwrap().to_string();
         assert!(e.contains("connections.maxPerIp"), "{e}");
         assert!(from_value(&json!({"connections": {"headerTimeout": 0}})).is_err());
+    }
+
+    #[test]
+    fn limits_and_metrics_keys() {
+        let c = Config::default();
+        assert_eq!(c.limits.max_subscriptions, DEFAULT_MAX_SUBSCRIPTIONS);
+        assert_eq!((c.limits.requests_per_second, c.metrics.clone()), (0.0, MetricsListen::Default));
+        let l = from_value(
+            &json!({"limits": {"maxSubscriptions": 5, "requestsPerSecond": 2.5, "requestBurst": 10}, "metricsAddr": "127.0.0.1:9200"}),
+        )
+        .unwrap();
+        assert_eq!(
+            l.config.limits,
+            SessionLimits {
+                max_subscriptions: 5,
+                requests_per_second: 2.5,
+                request_burst: 10.0
+            }
+        );
+        assert_eq!(l.config.metrics, MetricsListen::Addr("127.0.0.1:9200".into()));
+        assert_eq!(
+            from_value(&json!({"metricsAddr": false})).unwrap().config.metrics,
+            MetricsListen::Off
+        );
+        let e = from_value(&json!({"limits": {"requestsPerSecond": -1}})).err().unwrap().to_string();
+        assert!(e.contains("limits.requestsPerSecond"), "{e}");
+        assert!(from_value(&json!({"metricsAddr": 9100})).is_err());
     }
 
     #[test]

@@ -65,8 +65,15 @@ const CLOSE_GRACE: Duration = Duration::from_secs(3);
 const EAGER_WRITE_BYTES: usize = 64 * 1024;
 
 /// Serve an upgraded connection until it closes: the future is the connection's task.
+/// The task runs in a span of its own (`conn`, with the session id and user once logged in), so
+/// every line it logs can be traced to its client.
 pub fn serve(stream: Stream, preread: Bytes, state: Arc<AppState>, heartbeat: Heartbeat) -> impl Future<Output = ()> + Send {
-    Connection::new(stream, preread, state, heartbeat).run()
+    use tracing::{field::Empty, Instrument};
+    let conn = Connection::new(stream, preread, state, heartbeat);
+    // At the error level, so that it is on whatever the filter lets through: a warning from a
+    // connection must say whose it is even under `--log-level warn`.
+    let span = tracing::error_span!("conn", id = conn.session.key, session = Empty, user = Empty);
+    conn.run().instrument(span)
 }
 
 /// What a received message asks of the connection, once decoded (owned, and small: it is held
@@ -205,6 +212,7 @@ impl Connection {
                     // The client stopped reading: drop it rather than buffer without bound.
                     let who = self.session.id().map_or("(not logged in)", |id| id);
                     tracing::warn!(conn = self.session.key, session = %who, limit = self.tx.limit(), "closing connection: outbound queue full (client not reading)");
+                    self.state.telemetry.slow_consumer();
                     return End::Drop;
                 }
                 Wake::WriteFailed => return End::Drop,

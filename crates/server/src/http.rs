@@ -1,5 +1,6 @@
 //! The HTTP side: the Primus endpoint (`/primus*`: websocket upgrade, `/primus/spec`, 426 for
-//! anything else), happn's small routes (`/version`, `/ping`) and the browser client's scripts
+//! anything else), happn's small routes (`/version`, `/ping`), the operating routes ([`ops`]:
+//! `/health`, `/ready`, `/metrics`) and the browser client's scripts
 //! ([`browser`], public like the original's). Then, in secure mode, the
 //! security middleware ([`guard`]: `/auth/login`, and a session token for everything else), and
 //! last the static folder ([`static_files`]) and the 404 — the original's middleware order.
@@ -7,6 +8,7 @@
 mod auth;
 mod browser;
 pub mod guard;
+pub(crate) mod ops;
 mod params;
 pub mod static_files;
 
@@ -80,6 +82,9 @@ async fn dispatch(
     }
     if path == "/ping" {
         return text(StatusCode::OK, "pong");
+    }
+    if let Some(resp) = ops::serve_main(&state, &method, path) {
+        return resp;
     }
     if let Some(resp) = browser::serve(&method, path, &headers) {
         return resp;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub(crate) mod conn;
@@ -13,6 +14,7 @@ pub(crate) mod outbox;
 pub(crate) mod session;
 pub mod state;
 pub(crate) mod system;
+pub mod telemetry;
 pub(crate) mod tls;
 pub mod tools;
 pub(crate) mod websocket;
@@ -59,6 +61,8 @@ pub enum StartError {
     Static(#[from] http::static_files::StaticDirError),
     #[error("{0}")]
     Config(#[from] config::ConfigError),
+    #[error("cannot listen for metrics on {addr} (metricsAddr): {err}")]
+    MetricsBind { addr: String, err: std::io::Error },
 }
 
 impl StartError {
@@ -165,6 +169,8 @@ pub struct Server {
     stopping: tokio::sync::watch::Sender<bool>,
     limiter: Arc<admission::Limiter>,
     task: tokio::task::JoinHandle<()>,
+    /// The separate `/metrics` listener, if any: it stops when this is dropped.
+    _metrics_listener: Option<http::ops::MetricsListener>,
 }
 
 /// How long a stop waits for connections to finish their close handshakes.
@@ -235,6 +241,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         tokio::spawn(cluster::deliver_events(Arc::downgrade(&state), tail));
     }
     tokio::spawn(state::shed_queues_task(Arc::downgrade(&state)));
+    tokio::spawn(telemetry::upkeep_task(Arc::downgrade(&state)));
     let app = http::router(state.clone(), static_files);
     let limits = &state.config.connections;
     let max = limits
@@ -244,6 +251,8 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
     let header_timeout = limits.header_timeout;
     tracing::info!(max, max_per_ip, ?header_timeout, "connection limits");
     let limiter = admission::Limiter::new(max, max_per_ip);
+    state.telemetry.watch_limiter(limiter.clone());
+    let metrics_listener = http::ops::listen_metrics(&state, header_timeout).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(accept_loop(
@@ -262,6 +271,7 @@ pub async fn start(config: Config) -> Result<Server, StartError> {
         stopping,
         limiter,
         task,
+        _metrics_listener: metrics_listener,
     })
 }
 
@@ -272,7 +282,7 @@ const LISTEN_BACKLOG: u32 = 1024;
 
 /// Listen on the first address `addr` resolves to that binds, as `TcpListener::bind` does, with
 /// [`LISTEN_BACKLOG`].
-async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     let mut last = None;
     for a in tokio::net::lookup_host(addr).await? {
         let socket = if a.is_ipv4() {
@@ -300,7 +310,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// runs whenever the connection waits for a request head — from the accept, and again after
 /// each response — so one timeout closes silent sockets, slowly dribbled heads and idle
 /// kept-alive connections alike; after the upgrade the websocket heartbeat takes over.
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -339,7 +349,7 @@ async fn accept_loop(
             Err(why) => {
                 limiter.log_refusal(peer.ip(), why);
                 if tls.is_none() {
-                    admission::refuse_plain(stream);
+                    admission::refuse_plain(stream, why);
                 }
                 continue;
             }
@@ -422,6 +432,7 @@ impl Server {
         if !reconnect {
             preface.push(happn_protocol::encode_control("primus::server::close"));
         }
+        self.state.stopping.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.stop_tx.send(());
         let _ = self.stopping.send(true);
         self.state.close_all(&preface);

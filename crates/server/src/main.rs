@@ -55,6 +55,19 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter); RUST_LOG also works
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Log lines as text, or as one JSON object per line for log shippers
+    #[arg(long, value_enum, default_value = "text", env = "HAPPN_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Serve /metrics on this address (host:port), or `off`; config key metricsAddr [default: the
+    /// main port when insecure, 127.0.0.1:9100 when secure]
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +102,8 @@ enum Command {
         #[command(subcommand)]
         command: happn_rs::cluster::ClusterCommand,
     },
+    #[command(flatten)]
+    Client(happn_rs::cli::ClientCommand),
     /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
     Export {
         #[arg(long, value_name = "DIR")]
@@ -148,6 +163,9 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
             None => c.cluster = Some(config::ClusterConfig::new(url.clone())),
         }
     }
+    if let Some(a) = &cli.metrics_addr {
+        c.metrics = config::MetricsListen::from_flag(a);
+    }
     Ok(loaded)
 }
 
@@ -159,6 +177,7 @@ fn main() -> ExitCode {
             Command::User { command, target } => return admin::run(Admin::User(command), target),
             Command::Group { command, target } => return admin::run(Admin::Group(command), target),
             Command::Cluster { command } => return happn_rs::cluster::run(command),
+            Command::Client(command) => return happn_rs::cli::run(command),
             Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
                 nedb,
                 data: data_config(config.as_ref(), data_dir),
@@ -178,10 +197,12 @@ fn main() -> ExitCode {
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Fields flattened into the line, the connection's span (session, user) beside them.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+    }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

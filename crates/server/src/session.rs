@@ -37,6 +37,48 @@ pub(crate) struct Session {
     pub login: Option<Login>,
     /// The session's payload cipher after an encrypted login (`encryptPayloads`).
     pub cipher: Option<Arc<FrameCipher>>,
+    /// The request-rate bucket (`limits.requestsPerSecond`), made on the first request when a
+    /// rate is configured: a connection without the limit carries one pointer.
+    pub rate: Option<Box<RateBucket>>,
+}
+
+/// A token bucket: `burst` tokens, refilled at `rate` a second; a request takes one.
+pub(crate) struct RateBucket {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateBucket {
+    pub fn full(burst: f64) -> RateBucket {
+        RateBucket {
+            tokens: burst,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Take a token if there is one.
+    pub fn take(&mut self, rate: f64, burst: f64) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl crate::config::SessionLimits {
+    /// The bucket's size: `requestBurst`, or one second's worth (at least one request).
+    pub fn burst(&self) -> f64 {
+        if self.request_burst >= 1.0 {
+            self.request_burst
+        } else {
+            self.requests_per_second.max(1.0)
+        }
+    }
 }
 
 impl Session {
@@ -45,12 +87,26 @@ impl Session {
             key,
             login: None,
             cipher: None,
+            rate: None,
         }
     }
 
     /// The session id, once logged in.
     pub fn id(&self) -> Option<&Arc<str>> {
         self.login.as_ref().map(|l| &l.identity.id)
+    }
+
+    /// Whether the session may make one more request under `limits.requestsPerSecond` (always,
+    /// when no rate is set).
+    pub fn within_rate(&mut self, state: &AppState) -> bool {
+        let limits = &state.config.limits;
+        if limits.requests_per_second <= 0.0 {
+            return true;
+        }
+        let burst = limits.burst();
+        self.rate
+            .get_or_insert_with(|| Box::new(RateBucket::full(burst)))
+            .take(limits.requests_per_second, burst)
     }
 
     /// The subscription registry's name for this session.
@@ -65,6 +121,10 @@ impl Session {
     /// registry so events reach it.
     pub fn begin(&mut self, state: &AppState, login: Login, cipher: Option<Arc<FrameCipher>>) {
         state.set_identity(self.key, Some(login.identity.clone()));
+        // The connection task's span (`conn::serve`) names the session from here on.
+        let span = tracing::Span::current();
+        span.record("session", &*login.identity.id);
+        span.record("user", login.identity.username.as_deref().unwrap_or("(none)"));
         self.login = Some(login);
         self.cipher = cipher;
     }
@@ -79,5 +139,21 @@ impl Session {
             state.indexes.release(login.index);
             state.set_identity(self.key, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateBucket;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let mut b = RateBucket::full(3.0);
+        let taken = (0..10).filter(|_| b.take(1000.0, 3.0)).count();
+        // Three at once, plus whatever 1,000/s refilled during the loop (well under a token).
+        assert!((3..=4).contains(&taken), "{taken}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // 20 ms at 1,000/s refills the bucket, but never past its size.
+        assert_eq!((0..10).filter(|_| b.take(1000.0, 3.0)).count(), 3);
     }
 }

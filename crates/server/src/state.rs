@@ -38,6 +38,10 @@ pub struct AppState {
     next_key: AtomicU64,
     /// Cluster mode: this node's side of the event log (`crate::cluster`).
     pub cluster: Option<crate::cluster::Cluster>,
+    /// Operating metrics (`/metrics`).
+    pub telemetry: crate::telemetry::Telemetry,
+    /// Set when the server starts stopping: `/ready` answers 503 from then on.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -61,6 +65,8 @@ impl AppState {
             peers: RwLock::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             cluster: None,
+            telemetry: Default::default(),
+            stopping: Default::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{connect, free_port, recv_json, send_json, server_command, Ws};
+use common::{connect, free_port, http_get, recv_json, send_json, server_command, Ws};
 use serde_json::{json, Value};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -170,6 +170,7 @@ async fn a_full_disk_fails_sets_until_space_is_freed_without_a_restart() {
     // before, quickly.
     let mut id = 10_000;
     let mut refused = 0;
+    let mut not_ready = 0;
     for i in 0..20 {
         id += 1;
         let t = Instant::now();
@@ -178,6 +179,12 @@ async fn a_full_disk_fails_sets_until_space_is_freed_without_a_restart() {
         if r["_meta"]["status"] != "ok" {
             assert!(r.to_string().contains("disk full"), "{r}");
             refused += 1;
+            // The store refuses writes until it has reopened its file: not ready meanwhile.
+            let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/ready").await;
+            if status == 503 {
+                assert!(body.contains("store unavailable") && body.contains("disk full"), "{body}");
+                not_ready += 1;
+            }
         }
         id += 1;
         let r = call(&mut ws, json!({"action":"get","eventId":id,"path":"/fill/0"})).await;
@@ -185,6 +192,7 @@ async fn a_full_disk_fails_sets_until_space_is_freed_without_a_restart() {
         assert!(t.elapsed() < Duration::from_millis(200), "a set and a get took {:?}", t.elapsed());
     }
     assert!(refused > 0, "every set succeeded on a full disk");
+    assert!(not_ready > 0, "/ready never said the store refuses writes");
 
     // Space is back: sets work again on the same server.
     std::fs::remove_file(&ballast).unwrap();
@@ -201,6 +209,7 @@ async fn a_full_disk_fails_sets_until_space_is_freed_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(http_get(&format!("127.0.0.1:{port}"), "/ready").await.0, 200, "ready again");
     for i in [0, acked / 2, acked - 1] {
         id += 1;
         let r = call(&mut ws, json!({"action":"get","eventId":id,"path":format!("/fill/{i}")})).await;

@@ -5,6 +5,7 @@ use super::publish::{await_delivery, logged_publish, publish_and_reply};
 use super::{base_reply, path_of, Failure, Outcome};
 use crate::session::Session;
 use crate::state::{AppState, Outbox};
+use crate::telemetry::RequestOutcome;
 use happn_engine::data::{Found, SetData, Written};
 use happn_engine::pubsub::EventKind;
 use happn_engine::query::Query;
@@ -83,6 +84,7 @@ impl PendingWrite {
 /// otherwise hand it back to run in order with `handle_request`. Only durable stores gain
 /// from this: concurrent writes of one client then share a group commit.
 pub(crate) async fn start_write(state: &Arc<AppState>, session: &mut Session, mut req: Box<Request>) -> Result<PendingWrite, Box<Request>> {
+    let started = std::time::Instant::now();
     let Command::Set(options) = &req.command else {
         return Err(req);
     };
@@ -91,26 +93,36 @@ pub(crate) async fn start_write(state: &Arc<AppState>, session: &mut Session, mu
         Err(_) => return Err(req),
     };
     let publish = logged_publish(state, &req, &options.publish);
-    if super::authorize(state, session, &req).await.is_err() {
+    // Over the request rate, `handle_request` refuses it (it takes no token here then).
+    if super::authorize(state, session, &req).await.is_err() || !session.within_rate(state) {
         return Err(req);
     }
     let data = req.data.take();
+    let state = state.clone();
     let target = path.clone();
-    let write: futures_util::future::BoxFuture<'static, Result<Written, DataError>> = match publish {
-        None => {
-            let store = state.data.clone();
-            Box::pin(async move { store.set(&target, data.map(set_data), &write).await })
-        }
-        Some(publish) => {
-            let state = state.clone();
-            Box::pin(async move {
-                let (written, event) = state.data.set_logged(&target, data.map(set_data), &write, Some(publish)).await?;
-                await_delivery(&state, event).await;
-                Ok(written)
-            })
-        }
-    };
-    Ok(PendingWrite { req, path, write })
+    Ok(PendingWrite {
+        req,
+        path,
+        write: Box::pin(async move {
+            let written = match publish {
+                None => state.data.set(&target, data.map(set_data), &write).await,
+                Some(publish) => match state.data.set_logged(&target, data.map(set_data), &write, Some(publish)).await {
+                    Ok((written, event)) => {
+                        await_delivery(&state, event).await;
+                        Ok(written)
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let outcome = if written.is_ok() {
+                RequestOutcome::Ok
+            } else {
+                RequestOutcome::Error
+            };
+            state.telemetry.request(happn_protocol::Action::Set, outcome, started);
+            written
+        }),
+    })
 }
 
 /// Publish a pipelined write's event and queue its reply (in the connection's request order).

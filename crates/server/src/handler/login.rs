@@ -46,13 +46,12 @@ async fn open(state: &AppState, session: &mut Session, req: &Request, data: Opti
         return Err(Failure::Bad("login needs a data object with credentials".into()));
     };
     let user = if state.config.secure {
-        Some(
-            state
-                .security
-                .authenticate(&Credentials::from_value(&Value::Object(data.clone())))
-                .await?,
-        )
+        let creds = Credentials::from_value(&Value::Object(data.clone()));
+        let result = state.security.authenticate(&creds).await;
+        state.telemetry.login_result(Some(&creds), &result, "socket");
+        Some(result?)
     } else {
+        state.telemetry.login_result::<()>(None, &Ok(()), "socket");
         None
     };
     session.end(state);
@@ -122,5 +121,6 @@ pub(super) async fn revoke(state: &AppState, session: &Session, req: &Request) -
         return Err(Failure::Bad("invalid session token".into()));
     }
     state.security.revoke(&login.identity.id).await?;
+    state.telemetry.revoked();
     Ok(base_reply(req).ok_status_first("{}"))
 }

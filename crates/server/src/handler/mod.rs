@@ -20,6 +20,7 @@ pub(crate) use data::{finish_write, start_write, PendingWrite};
 
 use crate::session::Session;
 use crate::state::{AppState, Outbox};
+use crate::telemetry::RequestOutcome;
 use happn_engine::pubsub::Channel;
 use happn_engine::security::{AuthorizeError, NonceError, SecurityPath};
 use happn_engine::{AccessError, DataError};
@@ -33,6 +34,8 @@ enum Failure {
     Access(AccessError),
     Nonce(NonceError),
     Bad(String),
+    /// Refused by a per-session limit (`limits.*`); the message names it.
+    Limited(String),
 }
 
 impl From<DataError> for Failure {
@@ -60,10 +63,19 @@ impl From<happn_engine::query::QueryError> for Failure {
 }
 
 impl Failure {
+    /// How the request ended, for the metrics.
+    fn outcome(&self) -> RequestOutcome {
+        match self {
+            Failure::Access(_) => RequestOutcome::Denied,
+            Failure::Limited(_) => RequestOutcome::Limited,
+            _ => RequestOutcome::Error,
+        }
+    }
+
     fn to_wire(&self) -> WireError {
         match self {
             Failure::Data(e) => WireError::error(e),
-            Failure::Bad(m) => WireError::error(m),
+            Failure::Bad(m) | Failure::Limited(m) => WireError::error(m),
             Failure::Nonce(e) => WireError::error(e),
             Failure::Access(e) => access_error(e, Via::Socket),
         }
@@ -155,16 +167,25 @@ pub(crate) async fn handle_request(state: &AppState, session: &mut Session, tx: 
     // A set's body moves into the store; the request keeps the rest for the reply.
     let data = req.data.take();
     let req = &*req;
+    let started = std::time::Instant::now();
+    let action = req.action();
     // A user this request deleted: their sessions are closed after the reply.
     let mut deleted_user = None;
-    let outcome = match authorize(state, session, req).await {
+    let checked = match within_rate(state, session) {
+        Ok(()) => authorize(state, session, req).await,
+        Err(f) => Err(f),
+    };
+    let outcome = match checked {
         Err(f) => Err(f),
         // Rare and large futures are boxed, so the request future (allocated per request) is
         // the size of the common actions'.
         Ok(()) => match &req.command {
             Command::Describe => Ok(login::describe(state, req)),
             Command::Login { data } => match Box::pin(login::login(state, session, tx, req, data.as_ref())).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    state.telemetry.request(action, RequestOutcome::Ok, started);
+                    return;
+                }
                 Err(f) => Err(f),
             },
             Command::RequestNonce { public_key } => login::request_nonce(state, req, public_key),
@@ -186,6 +207,7 @@ pub(crate) async fn handle_request(state: &AppState, session: &mut Session, tx: 
                     for f in frames {
                         tx.text(f);
                     }
+                    state.telemetry.request(action, RequestOutcome::Ok, started);
                     return;
                 }
                 Err(f) => Err(f),
@@ -194,8 +216,17 @@ pub(crate) async fn handle_request(state: &AppState, session: &mut Session, tx: 
         },
     };
     let frame = match outcome {
-        Ok(frame) => frame,
-        Err(f) => base_reply(req).error(&f.to_wire()),
+        Ok(frame) => {
+            state.telemetry.request(action, RequestOutcome::Ok, started);
+            frame
+        }
+        Err(f) => {
+            state.telemetry.request(action, f.outcome(), started);
+            if let Failure::Access(e) = &f {
+                denied(session, req, e);
+            }
+            base_reply(req).error(&f.to_wire())
+        }
     };
     // Describe replies and login errors are never encrypted (the client has no secret for them).
     if matches!(req.action(), Action::Describe | Action::Login) {
@@ -206,6 +237,19 @@ pub(crate) async fn handle_request(state: &AppState, session: &mut Session, tx: 
     if let Some(user) = deleted_user {
         state.disconnect_user(&user, "security directory update: user deleted");
     }
+}
+
+/// A refused request at `warn`, with the user and path (login failures are logged by the login):
+/// enough to find the client, and nothing of its credentials.
+fn denied(session: &Session, req: &Request, e: &AccessError) {
+    if req.action() == Action::Login {
+        return;
+    }
+    let login = session.login.as_ref();
+    let user = login.and_then(|l| l.identity.username.as_deref()).unwrap_or("(none)");
+    let session_id = login.map_or("(not logged in)", |l| &l.identity.id);
+    let path = req.path.as_ref().and_then(Value::as_str).unwrap_or("");
+    tracing::warn!(user, session = session_id, action = req.action().as_str(), path, reason = %e, "request denied");
 }
 
 fn base_reply(req: &Request) -> Reply<'_> {
@@ -220,6 +264,19 @@ fn base_reply(req: &Request) -> Reply<'_> {
         action: action.as_str(),
         published: false,
     }
+}
+
+/// The session's request rate (`limits.requestsPerSecond`): over it, the request is refused
+/// (and counted) without running.
+fn within_rate(state: &AppState, session: &mut Session) -> Result<(), Failure> {
+    if session.within_rate(state) {
+        return Ok(());
+    }
+    state.telemetry.refused(crate::telemetry::Limit::RequestRate);
+    let rate = state.config.limits.requests_per_second;
+    Err(Failure::Limited(format!(
+        "request rate limit exceeded: a session may make {rate} requests per second (limits.requestsPerSecond); request refused"
+    )))
 }
 
 /// The checks before an action: a session where one is needed (always in secure mode; for

@@ -42,7 +42,7 @@ pub(super) fn publish_and_reply(
             meta,
             session_before_action: req.session_id.is_some(),
         };
-        deliver(state, options, &event);
+        state.telemetry.published(deliver(state, options, &event));
     }
     let reply = Reply {
         action: if published { action } else { raw },
@@ -110,18 +110,20 @@ pub(crate) struct Event<'a> {
     pub session_before_action: bool,
 }
 
-/// Deliver the event of a set/remove to every matching subscription. Events are queued on
-/// every recipient's outbox before the caller queues its own reply, so the writer always sees
-/// its events first; across sockets, order is up to each socket's writer.
-pub(crate) fn deliver(state: &AppState, options: &PublishOptions, e: &Event<'_>) {
+/// Deliver the event of a set/remove to every matching subscription; returns how many
+/// connections it was queued to. Events are queued on every recipient's outbox before the
+/// caller queues its own reply, so the writer always sees its events first; across sockets,
+/// order is up to each socket's writer.
+pub(crate) fn deliver(state: &AppState, options: &PublishOptions, e: &Event<'_>) -> usize {
     if !state.subscriptions.has_any() {
-        return;
+        return 0;
     }
     let deliveries = state.subscriptions.deliveries(e.kind, e.path);
     if deliveries.is_empty() {
-        return;
+        return 0;
     }
     let event = EventMeta::new(e.data_json, e.meta, e.action, e.session_before_action);
+    let mut delivered = 0;
     state.with_peers(|peers| {
         for (sub, channel) in deliveries.iter() {
             let Some(peer) = peers.get(&sub.key) else {
@@ -134,8 +136,10 @@ pub(crate) fn deliver(state: &AppState, options: &PublishOptions, e: &Event<'_>)
                 continue;
             }
             peer.tx.text(event.render(&identity.id, channel));
+            delivered += 1;
         }
     });
+    delivered
 }
 
 #[cfg(test)]

@@ -19,6 +19,17 @@ fn meta(r: &Record) -> RecordMeta<'_> {
 pub(super) async fn on(state: &AppState, session: &Session, req: &Request, options: &OnOptions) -> Result<Vec<String>, Failure> {
     let channel = path_of(req)?;
     let sub = session.subscriber().ok_or(Failure::Access(AccessError::NotLoggedIn))?;
+    let max = state.config.limits.max_subscriptions;
+    if max > 0 {
+        // Another reference to a channel the session holds adds no subscription.
+        let (held, already) = state.subscriptions.subscriber_channels(sub, channel);
+        if held >= max && !already {
+            state.telemetry.refused(crate::telemetry::Limit::Subscriptions);
+            return Err(Failure::Limited(format!(
+                "subscription limit reached: a session may hold {max} subscriptions (limits.maxSubscriptions)"
+            )));
+        }
+    }
     state
         .subscriptions
         .subscribe(sub, channel, options.ref_count)

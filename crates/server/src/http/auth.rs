@@ -10,7 +10,9 @@ use happn_engine::security::Credentials;
 
 pub async fn login(state: &AppState, query: Option<&str>) -> Response {
     let creds = Credentials::from_value(&params::login_credentials(&params::query_pairs(query)));
-    match state.security.login_for_token(&creds).await {
+    let result = state.security.login_for_token(&creds).await;
+    state.telemetry.login_result(Some(&creds), &result, "/auth/login");
+    match result {
         Ok((token, _)) => envelope(
             StatusCode::OK,
             "login successful",
