@@ -222,6 +222,11 @@ async fn apply(state: &AppState, cluster: &Cluster, logged: &LoggedEvent) {
         return;
     }
     let publish: Publish = serde_json::from_str(&e.publish).unwrap_or_default();
+    // `noCluster`: as in happn-cluster, only the clients of the node the write came through hear
+    // of it (there it also skips sessions that logged in as cluster peers, as on a single node).
+    if publish.no_cluster && logged.origin != cluster.name {
+        return;
+    }
     let options = PublishOptions {
         no_publish: false,
         target_clients: publish.target_clients,

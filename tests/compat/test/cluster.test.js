@@ -6,6 +6,7 @@
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('path');
+const net = require('net');
 const { execFileSync } = require('child_process');
 const h = require('./helpers');
 
@@ -51,6 +52,41 @@ async function waitFor(pred, ms, label) {
   while (!pred()) {
     if (Date.now() > deadline) throw new Error('timed out waiting for ' + label);
     await h.sleep(20);
+  }
+}
+
+/**
+ * A TCP load balancer as HAProxy or nginx `stream` does it for happn (docs/CLUSTER.md): each new
+ * client connection goes to the first backend that accepts it; a backend that refuses is skipped.
+ */
+class FailoverProxy {
+  constructor(ports) { this.ports = ports; this.pairs = new Set(); this.routed = []; }
+  async start() {
+    this.server = net.createServer(client => {
+      const tryBackend = i => {
+        if (i >= this.ports.length) { client.destroy(); return; }
+        const upstream = net.connect(this.ports[i], '127.0.0.1');
+        upstream.once('error', () => { if (!upstream.connected) tryBackend(i + 1); });
+        upstream.once('connect', () => {
+          this.routed.push(this.ports[i]);
+          const pair = { client, upstream };
+          this.pairs.add(pair);
+          client.pipe(upstream);
+          upstream.pipe(client);
+          const kill = () => { client.destroy(); upstream.destroy(); this.pairs.delete(pair); };
+          client.on('error', kill); upstream.on('error', kill);
+          client.on('close', kill); upstream.on('close', kill);
+        });
+      };
+      tryBackend(0);
+    });
+    await new Promise(resolve => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = this.server.address().port;
+    return this;
+  }
+  close() {
+    for (const p of this.pairs) { p.client.destroy(); p.upstream.destroy(); }
+    return new Promise(resolve => this.server.close(() => resolve()));
   }
 }
 
@@ -179,6 +215,24 @@ describe('cluster (3 nodes on PostgreSQL, real happn 2.21 client)', { skip: SKIP
     assert.match(String(refused.message || refused), /Invalid credentials|does not exist|AccessDenied/i);
   });
 
+  it('noCluster: only the clients of the node the write came through hear of it', async () => {
+    const nodes = await startNodes(2);
+    const base = '/cl/' + h.uid('nocl');
+    const [a, b] = await Promise.all(nodes.map(n => h.connect(n)));
+    const evA = h.collector();
+    const evB = h.collector();
+    await h.on(a, base + '/*', { event_type: 'set' }, evA.handler);
+    await h.on(b, base + '/*', { event_type: 'set' }, evB.handler);
+    await h.set(a, base + '/local', { n: 1 }, { noCluster: true });
+    await h.set(a, base + '/everywhere', { n: 2 });
+    await evB.wait(1, 5000);
+    await evA.wait(2, 5000);
+    await h.sleep(200);
+    h.deq(evA.items.map(e => e.data.n), [1, 2]);
+    h.deq(evB.items.map(e => e.data.n), [2], 'the other node skipped the noCluster event');
+    assert.equal((await h.get(b, base + '/local')).n, 1, 'the record itself is shared');
+  });
+
   it('kill -9 of a node under writes: the other nodes go on, and every acknowledged write is kept', async () => {
     const nodes = await startNodes(3);
     const base = '/cl/' + h.uid('kill');
@@ -260,6 +314,68 @@ describe('cluster (3 nodes on PostgreSQL, real happn 2.21 client)', { skip: SKIP
     for (const p of wa.acked) assert.ok(heardSet.has(p), 'event of acknowledged write ' + p);
     const stored = new Set((await h.get(b, base + '/*')).map(i => i._meta.path));
     for (const p of wa.acked) assert.ok(stored.has(p), 'acknowledged write kept: ' + p);
+  });
+
+  it('a node dies behind a load balancer: its clients reconnect to the same URL, land on another node, re-subscribe and miss nothing written after', async () => {
+    const nodes = await startNodes(2);
+    const proxy = await new FailoverProxy([nodes[0].port, nodes[1].port]).start();
+    try {
+      const base = '/cl/' + h.uid('lb');
+      const c = await h.connect(proxy.port, { pubsub: { reconnect: { min: 200, max: 1000 } } });
+      const watch = h.watchClient(c);
+      const ev = h.collector();
+      await h.on(c, base + '/*', { event_type: 'set' }, ev.handler);
+      const writer = await h.connect(nodes[1]);
+      await h.set(writer, base + '/before', { n: 0 });
+      await ev.wait(1);
+      assert.deepEqual(proxy.routed, [nodes[0].port], 'the client went to n0 first');
+      await nodes[0].kill();
+      await watch.wait('reconnect-successful', 15000);
+      assert.equal(proxy.routed[proxy.routed.length - 1], nodes[1].port, 'it reconnected through the balancer to n1');
+      // Its subscription was renewed on n1: writes from now on reach it.
+      await h.sleep(200);
+      for (let i = 1; i <= 5; i++) await h.set(writer, base + '/after' + i, { n: i });
+      await ev.wait(6, 5000);
+      h.deq(ev.items.slice(1).map(e => e.data.n), [1, 2, 3, 4, 5]);
+      // And its own writes work through the new node.
+      assert.equal((await h.set(c, base + '/mine', { m: 1 })).m, 1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a node held behind the trim horizon tells its clients (cluster-events-lost) and closes them so they reconnect', async () => {
+    const schema = freshSchema();
+    const cluster = { url: PG, schema, maxEvents: 1000 };
+    const a = await h.startServer({ args: ['--name', 'h0'], config: { cluster } });
+    const b = await h.startServer({ args: ['--name', 'h1'], config: { cluster } });
+    servers.push(a, b);
+    const base = '/cl/' + h.uid('horizon');
+    const onB = await h.connect(b, { pubsub: { reconnect: { min: 200, max: 1000 } } });
+    const watch = h.watchClient(onB);
+    const ev = h.collector();
+    await h.on(onB, base + '/*', { event_type: 'set' }, ev.handler);
+    const writer = await h.connect(a);
+    await h.set(writer, base + '/first', { n: 0 });
+    await ev.wait(1);
+    // Hold n1 behind: stop the process while 3,000 events are written and trimmed to 1,000.
+    b.proc.kill('SIGSTOP');
+    try {
+      for (let i = 0; i < 60; i++) {
+        await Promise.all([...Array(50).keys()].map(j => h.set(writer, base + '/k' + (i * 50 + j), { n: i * 50 + j })));
+      }
+      await waitFor(() => Number(psql(`SELECT trimmed_through FROM "${schema}".happn_log_state`)) > 0, 20000, 'the log trimmed');
+    } finally {
+      b.proc.kill('SIGCONT');
+    }
+    const message = await watch.wait('system:cluster-events-lost', 10000);
+    assert.ok(message && message.after >= 1 && message.resumedAt > message.after, 'the message says which events: ' + JSON.stringify(message));
+    await watch.wait('reconnect-successful', 15000);
+    // After the reconnect the client is served again, its subscription renewed.
+    const n = ev.items.length;
+    await h.set(writer, base + '/later', { n: -1 });
+    await ev.wait(n + 1, 5000);
+    assert.equal(ev.items[ev.items.length - 1].data.n, -1);
   });
 
   it('happn-rs cluster status lists the live nodes', async () => {
