@@ -1,7 +1,7 @@
 //! `set`, `get` and `remove` on data paths (security records: `security_records.rs`), and the
 //! pipelined `set` a connection on a durable store runs alongside its other writes.
 
-use super::publish::{await_delivery, logged_publish, publish_and_reply};
+use super::publish::{self, await_delivery, logged_publish, publish_and_reply};
 use super::{base_reply, path_of, Failure, Outcome};
 use crate::session::Session;
 use crate::state::{AppState, Outbox};
@@ -47,7 +47,13 @@ fn set_reply(state: &AppState, req: &Request, publish: &PublishOptions, path: &s
     } else {
         RecordMeta::at(written.path(path))
     };
-    publish_and_reply(state, req, publish, EventKind::Set, path, written.data_json(), &meta)
+    let w = publish::Written {
+        kind: EventKind::Set,
+        path,
+        data_json: written.data_json(),
+        meta: &meta,
+    };
+    publish_and_reply(state, req, publish, &w)
 }
 
 /// The request's body as the engine takes it (still text when the parser left it so).
@@ -143,7 +149,13 @@ pub(super) async fn remove(state: &AppState, req: &Request, options: &PublishOpt
     await_delivery(state, event).await;
     let data_json = format!("{{\"removed\":{removed}}}");
     let meta = RecordMeta::removed(now, path);
-    Ok(publish_and_reply(state, req, options, EventKind::Remove, path, &data_json, &meta))
+    let w = publish::Written {
+        kind: EventKind::Remove,
+        path,
+        data_json: &data_json,
+        meta: &meta,
+    };
+    Ok(publish_and_reply(state, req, options, &w))
 }
 
 pub(super) async fn get(state: &AppState, req: &Request, options: &GetOptions) -> Outcome {

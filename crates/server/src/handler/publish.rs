@@ -9,15 +9,22 @@ use happn_protocol::{EventMeta, PublishOptions, RecordMeta, Reply, Request};
 
 /// Publish a set/remove (unless `noPublish`) and build the writer's reply, whose `action` is the
 /// event's `/SET@path` / `/REMOVE@path` when published.
-pub(super) fn publish_and_reply(
-    state: &AppState,
-    req: &Request,
-    options: &PublishOptions,
-    kind: EventKind,
-    path: &str,
-    data_json: &str,
-    meta: &RecordMeta<'_>,
-) -> String {
+/// What a set/remove wrote, as its reply and event show it.
+pub(super) struct Written<'a> {
+    pub kind: EventKind,
+    /// The path the request named.
+    pub path: &'a str,
+    pub data_json: &'a str,
+    pub meta: &'a RecordMeta<'a>,
+}
+
+pub(super) fn publish_and_reply(state: &AppState, req: &Request, options: &PublishOptions, w: &Written<'_>) -> String {
+    let Written {
+        kind,
+        path,
+        data_json,
+        meta,
+    } = *w;
     let raw = if kind == EventKind::Remove { "remove" } else { "set" };
     // `/SET@<path>`, built on the stack when it fits: on a plain set, `format!` and an
     // allocation cost more than the rest of this function.
@@ -72,16 +79,13 @@ pub(super) async fn log_event(
     state: &AppState,
     req: &Request,
     options: &PublishOptions,
-    kind: EventKind,
-    path: &str,
-    data_json: &str,
-    meta: &RecordMeta<'_>,
+    w: &Written<'_>,
 ) -> Result<(), happn_engine::StoreError> {
     let (Some(cluster), Some(publish)) = (&state.cluster, logged_publish(state, req, options)) else {
         return Ok(());
     };
     cluster
-        .append(crate::cluster::client_event(kind, path, data_json, meta, publish))
+        .append(crate::cluster::client_event(w.kind, w.path, w.data_json, w.meta, publish))
         .await
 }
 

@@ -2,7 +2,7 @@
 //! validated and applied through the engine's directory (passwords hashed, never echoed), then
 //! answered and published like any write.
 
-use super::publish::{log_event, publish_and_reply};
+use super::publish::{log_event, publish_and_reply, Written};
 use super::{path_of, Failure, Outcome};
 use crate::state::AppState;
 use happn_engine::pubsub::EventKind;
@@ -43,18 +43,16 @@ pub(super) async fn set(state: &AppState, req: &Request, options: &SetOptions, d
     // What the writer and the subscribers see of it: never a hash.
     let record = visibility::client_view(record).ok_or_else(|| Failure::Bad(format!("{path} is a system record")))?;
     let meta = RecordMeta::stored(record.created, record.modified, &record.path, None);
-    log_event(state, req, &options.publish, EventKind::Set, path, record.data.json(), &meta)
+    let w = Written {
+        kind: EventKind::Set,
+        path,
+        data_json: record.data.json(),
+        meta: &meta,
+    };
+    log_event(state, req, &options.publish, &w)
         .await
         .map_err(|e| Failure::Data(e.into()))?;
-    Ok(publish_and_reply(
-        state,
-        req,
-        &options.publish,
-        EventKind::Set,
-        path,
-        record.data.json(),
-        &meta,
-    ))
+    Ok(publish_and_reply(state, req, &options.publish, &w))
 }
 
 /// `remove` of a user (with its memberships), a group (with its memberships) or a membership.
@@ -82,9 +80,13 @@ pub(super) async fn remove(state: &AppState, req: &Request, options: &PublishOpt
     };
     let data_json = format!("{{\"removed\":{}}}", usize::from(removed));
     let meta = RecordMeta::removed(now_millis(), path);
-    log_event(state, req, options, EventKind::Remove, path, &data_json, &meta)
-        .await
-        .map_err(|e| Failure::Data(e.into()))?;
-    let reply = publish_and_reply(state, req, options, EventKind::Remove, path, &data_json, &meta);
+    let w = Written {
+        kind: EventKind::Remove,
+        path,
+        data_json: &data_json,
+        meta: &meta,
+    };
+    log_event(state, req, options, &w).await.map_err(|e| Failure::Data(e.into()))?;
+    let reply = publish_and_reply(state, req, options, &w);
     Ok((reply, deleted_user))
 }
