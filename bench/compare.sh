@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Side-by-side performance comparison: happn-rs vs happn-3 (latest, npm) vs happn 2.21.0 (npm),
-# driven by the same load tool (crates/bench, `happn-bench`) on loopback. See bench/README.md.
+# Side-by-side performance comparison: happn-rs vs happn-3 (latest, npm) vs happn 2.21.0 (npm) vs
+# the floor server (`happn-bench floor-server`: websocket framing and canned replies, no happn
+# work), driven by the same loads (crates/bench `happn-bench`, and the npm happn client through
+# bench/real-client.js) on loopback. See bench/README.md.
 #
 #   bench/compare.sh                       # everything, 5 s per measurement
 #   DURATION=1 CONNS=200 bench/compare.sh  # a quick look
 #   SERVERS="happn-rs happn-3" SCENARIOS="set fanout" bench/compare.sh
+#   SCENARIOS="devices" DEVICE_OPS=set bench/compare.sh
 #
 # Every JSON line goes to bench/results/<timestamp>.jsonl (the readable tables to .log beside it);
 # the summary is printed at the end (and saved as .txt). Each server runs as a fresh process per
@@ -28,8 +31,17 @@ SUBS_RS=${SUBS_RS:-0,1000,10000,100000}   # subs-scale points for happn-rs
 SUBS_NODE=${SUBS_NODE:-0,1000,10000}      # … and for the Node.js servers (100k takes hours on 2.21)
 CONNS=${CONNS:-1000}                 # idle logged-in connections for the conns scenario
 LOGIN_CLIENTS=${LOGIN_CLIENTS:-8}
-SERVERS=${SERVERS:-happn-rs happn-3 happn-2.21}
-SCENARIOS=${SCENARIOS:-set get fanout subs-scale conns login}
+SERVERS=${SERVERS:-happn-rs happn-3 happn-2.21 floor}
+SCENARIOS=${SCENARIOS:-set get npm devices fanout subs-scale conns login}
+MODES=${MODES:-frame batched}        # write modes of set, get and echo (frame: one per write, as the npm client)
+NPM_PROCS=${NPM_PROCS:-4}            # npm: client processes …
+NPM_CLIENTS=${NPM_CLIENTS:-1}        # … happn clients in each …
+NPM_INFLIGHT=${NPM_INFLIGHT:-32}     # … and requests in flight on each
+NPM_OPS=${NPM_OPS:-set get}
+DEVICE_OPS=${DEVICE_OPS:-set get}    # devices: the request each device sends
+DEVICE_POINTS=${DEVICE_POINTS-1000:1000 5000:1000 19000:2000}  # COUNT:INTERVAL_MS, every server
+DEVICE_POINTS_RS=${DEVICE_POINTS_RS-1000:100 5000:100 19000:1000} # … and happn-rs + floor only
+DEVICE_REPEAT=${DEVICE_REPEAT:-1}    # runs of each fleet point
 ECHO=${ECHO:-1}                      # run the websocket echo ceilings (0: skip)
 REPEAT=${REPEAT:-3}                  # runs of set, get and each echo; the summary takes the median
 H3_PROTOCOL=${H3_PROTOCOL:-happn_4}  # happn-3's own client protocol (1.1.0: its happn_1 compat layer)
@@ -49,10 +61,11 @@ die() { say "compare: $*"; exit 1; }
 
 command -v node >/dev/null || die "node is needed for the Node.js servers and the summary"
 command -v timeout >/dev/null || die "coreutils timeout is needed"
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 
 # ── 1. install the Node.js servers and build happn-rs + happn-bench ─────────────────────────────
 if [ "$SKIP_INSTALL" != 1 ]; then
-  say "== npm: happn@2.21.0 and happn-3 into bench/node_modules"
+  say "== npm: happn@2.21.0 (server and client) and happn-3 into bench/node_modules"
   if [ -f "$here/package-lock.json" ]; then
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
   else
@@ -104,12 +117,14 @@ v_h3=$(version_of happn-3)
 v_h2=$(version_of happn)
 commit=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')
 dirty=$(cd "$root" && git status --porcelain -- crates 2>/dev/null | head -1)
-node -e 'const [,...a]=process.argv; const o={meta:true,started:a[0],happn_rs:a[1],git:a[2]+(a[3]?"+dirty":""),happn_3:a[4],happn_2_21:a[5],h3_protocol:a[6],node:process.version,cores:require("os").cpus().length,duration_s:+a[7],warmup_s:+a[8],clients:+a[9],inflight:+a[10],conns:+a[11],nofile:a[12],happn_rs_args:a[13],repeat:+a[14]}; console.log(JSON.stringify(o));' \
-  "$stamp" "$v_rs" "$commit" "$dirty" "$v_h3" "$v_h2" "$H3_PROTOCOL" "$DURATION" "$WARMUP" "$CLIENTS" "$INFLIGHT" "$CONNS" "$(ulimit -n)" "${rs_args[*]}" "$REPEAT" >>"$jsonl"
+node -e 'const [,...a]=process.argv; const o={meta:true,started:a[0],happn_rs:a[1],git:a[2]+(a[3]?"+dirty":""),happn_3:a[4],happn_2_21:a[5],h3_protocol:a[6],node:process.version,cores:require("os").cpus().length,duration_s:+a[7],warmup_s:+a[8],clients:+a[9],inflight:+a[10],conns:+a[11],nofile:a[12],happn_rs_args:a[13],repeat:+a[14],loadavg:a[15],modes:a[16]}; console.log(JSON.stringify(o));' \
+  "$stamp" "$v_rs" "$commit" "$dirty" "$v_h3" "$v_h2" "$H3_PROTOCOL" "$DURATION" "$WARMUP" "$CLIENTS" "$INFLIGHT" "$CONNS" "$(ulimit -n)" "${rs_args[*]}" "$REPEAT" "$loadavg" "$MODES" >>"$jsonl"
 
-# A failure as a JSON line of its own, so the summary shows it next to the numbers.
+# A failure as a JSON line of its own, so the summary shows it next to the numbers (with the
+# write mode or fleet point of the run in `fail_ctx`, e.g. {"write_mode":"frame"}).
+fail_ctx='{}'
 record_failure() { # server scenario reason
-  node -e 'const [,s,sc,r]=process.argv; console.log(JSON.stringify({scenario:sc,server:s,failed:true,reason:r}))' "$1" "$2" "$3" >>"$jsonl"
+  node -e 'const [,s,sc,r,c]=process.argv; console.log(JSON.stringify({scenario:sc,server:s,failed:true,reason:r,...JSON.parse(c)}))' "$1" "$2" "$3" "$fail_ctx" >>"$jsonl"
   say "   !! $1 $2: $3"
 }
 
@@ -149,11 +164,14 @@ start_server_once() {
       if [ "$rs_memory" != 1 ] && "$rs_bin" --help 2>/dev/null | grep -q -- '--data-dir'; then
         data=(--data-dir "$scratch/rs-data-$port") # a fresh durable store per process
       fi
-      # Every benchmark connection comes from 127.0.0.1: no per-address connection limit.
-      (cd "$scratch" && HAPPN_SERVER_CONFIG='{"connections":{"maxPerIp":0}}' exec "$rs_bin" --port "$port" "${rs_args[@]}" "${data[@]}") >/dev/null 2>"$server_err" &
+      # Every benchmark connection comes from 127.0.0.1: no per-address connection limit; and
+      # a fleet of 19k devices needs more than the default total (the open-file limit less 1/8).
+      local max=$(($(ulimit -n) - 256))
+      (cd "$scratch" && HAPPN_SERVER_CONFIG="{\"connections\":{\"maxPerIp\":0,\"max\":$max}}" exec "$rs_bin" --port "$port" "${rs_args[@]}" "${data[@]}") >/dev/null 2>"$server_err" &
       ;;
     happn-3) (cd "$scratch" && exec node "$here/servers.js" happn-3 --port "$port" --host 127.0.0.1) >/dev/null 2>"$server_err" & ;;
     happn-2.21) (cd "$scratch" && exec node "$here/servers.js" happn-2.21 --port "$port" --host 127.0.0.1) >/dev/null 2>"$server_err" & ;;
+    floor) (cd "$scratch" && exec "$bench_bin" floor-server --listen "127.0.0.1:$port") >/dev/null 2>"$server_err" & ;;
     *) say "compare: unknown server $1"; return 1 ;;
   esac
   server_pid=$!
@@ -185,8 +203,9 @@ clean() { tail -c "${2:-300}" "$1" 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tr 
 trap 'stop_server; rm -rf "$scratch"' EXIT
 trap 'exit 130' INT TERM
 
-# One happn-bench run against a fresh server: JSON lines to the .jsonl, the tables to the .log.
-run() { # server scenario limit_s happn-bench-args…
+# One happn-bench run (or, for scenario npm-*, one bench/real-client.js run) against a fresh
+# server: JSON lines to the .jsonl, the tables to the .log.
+run() { # server scenario limit_s happn-bench-args… (real-client.js args for npm-*)
   local name=$1 scenario=$2 limit=$3
   shift 3
   say "-- $name: $scenario"
@@ -201,8 +220,14 @@ run() { # server scenario limit_s happn-bench-args…
   local out err rc
   out=$(mktemp)
   err=$(mktemp)
-  timeout --kill-after=10 "$limit" "$bench_bin" --url "ws://127.0.0.1:$server_port" --pid "$server_pid" --label "$name" \
-    --duration "$DURATION" --warmup "$WARMUP" "${extra[@]}" "$@" >"$out" 2>"$err"
+  case "$scenario" in
+    npm-*) # the npm client speaks its own protocol (happn-3 answers it with its 2.x compatibility layer)
+      timeout --kill-after=10 "$limit" node "$here/real-client.js" --port "$server_port" --pid "$server_pid" --label "$name" \
+        --duration "$DURATION" --warmup "$WARMUP" "$@" >"$out" 2>"$err" ;;
+    *)
+      timeout --kill-after=10 "$limit" "$bench_bin" --url "ws://127.0.0.1:$server_port" --pid "$server_pid" --label "$name" \
+        --duration "$DURATION" --warmup "$WARMUP" "${extra[@]}" "$@" >"$out" 2>"$err" ;;
+  esac
   rc=$?
   local alive=1
   kill -0 "$server_pid" 2>/dev/null || alive=0
@@ -224,12 +249,41 @@ run() { # server scenario limit_s happn-bench-args…
 
 # ── 4. scenarios ────────────────────────────────────────────────────────────────────────────────
 load=(--clients "$CLIENTS" --inflight "$INFLIGHT" --keys "$KEYS" --payload "$PAYLOAD")
+# The floor server answers with canned replies and delivers no events: no fan-out, no subs-scale.
+floor_skips=" fanout subs-scale "
 for scenario in $SCENARIOS; do
   for name in $SERVERS; do
+    [ "$name" = floor ] && [[ "$floor_skips" == *" $scenario "* ]] && continue
+    fail_ctx='{}'
     case "$scenario" in
-      # This machine's run-to-run noise is large: set and get run $REPEAT times (median shown).
-      set) for _ in $(seq "$REPEAT"); do run "$name" set "$TIMEOUT" set "${load[@]}"; done ;;
-      get) for _ in $(seq "$REPEAT"); do run "$name" get "$TIMEOUT" get "${load[@]}"; done ;;
+      # This machine's run-to-run noise is large: set and get run $REPEAT times (median shown), in
+      # each write mode.
+      set | get)
+        for mode in $MODES; do
+          fail_ctx="{\"write_mode\":\"$mode\"}"
+          for _ in $(seq "$REPEAT"); do run "$name" "$scenario" "$TIMEOUT" --write-mode "$mode" "$scenario" "${load[@]}"; done
+        done
+        ;;
+      npm)
+        for op in $NPM_OPS; do
+          for _ in $(seq "$REPEAT"); do
+            run "$name" "npm-$op" "$TIMEOUT" --op "$op" --procs "$NPM_PROCS" --clients "$NPM_CLIENTS" --inflight "$NPM_INFLIGHT" --keys "$KEYS" --payload "$PAYLOAD"
+          done
+        done
+        ;;
+      devices)
+        points=$DEVICE_POINTS
+        case "$name" in happn-rs | floor) points="$DEVICE_POINTS $DEVICE_POINTS_RS" ;; esac
+        for op in $DEVICE_OPS; do
+          for point in $points; do
+            count=${point%%:*} interval=${point##*:}
+            fail_ctx="{\"point_devices\":$count,\"point_interval_ms\":$interval}"
+            for _ in $(seq "$DEVICE_REPEAT"); do
+              run "$name" "devices-$op" "$TIMEOUT" devices --op "$op" --count "$count" --interval-ms "$interval" --keys "$KEYS" --payload "$PAYLOAD"
+            done
+          done
+        done
+        ;;
       fanout) run "$name" fanout "$TIMEOUT" fanout --publishers "$FANOUT_PUBS" --subscribers "$FANOUT_SUBS" --inflight "$FANOUT_INFLIGHT" --payload "$PAYLOAD" ;;
       subs-scale)
         subs=$SUBS_NODE
@@ -238,17 +292,18 @@ for scenario in $SCENARIOS; do
         ;;
       conns) run "$name" conns "$TIMEOUT" conns --count "$CONNS" ;;
       login) run "$name" login "$TIMEOUT" login --clients "$LOGIN_CLIENTS" ;;
-      *) say "compare: unknown scenario $scenario (set get fanout subs-scale conns login)" ;;
+      *) say "compare: unknown scenario $scenario (set get npm devices fanout subs-scale conns login)" ;;
     esac
   done
 done
+fail_ctx='{}'
 
 # The echo ceilings, in turn, $REPEAT times each (the summary takes the medians).
-echo_in_process() {
-  say "-- echo (in-process websocket echo: the transport ceiling for the set load shape)"
+echo_in_process() { # write mode
+  say "-- echo, $1 (in-process websocket echo: the transport ceiling for the set load shape)"
   local out
   out=$(mktemp)
-  if timeout --kill-after=10 "$TIMEOUT" "$bench_bin" --duration "$DURATION" --warmup "$WARMUP" echo "${load[@]}" >"$out" 2>&1; then
+  if timeout --kill-after=10 "$TIMEOUT" "$bench_bin" --duration "$DURATION" --warmup "$WARMUP" --write-mode "$1" echo "${load[@]}" >"$out" 2>&1; then
     grep '^{' "$out" >>"$jsonl"
     grep '^{' "$out" | sed 's/^/   /' >&2
   else
@@ -257,8 +312,8 @@ echo_in_process() {
   { echo "### echo"; cat "$out"; } >>"$log"
   rm -f "$out"
 }
-echo_separate_process() {
-  say "-- echo (the same echo server as a process of its own, as a real server is)"
+echo_separate_process() { # write mode
+  say "-- echo, $1 (the same echo server as a process of its own, as a real server is)"
   local out echo_pid echo_addr
   out=$(mktemp)
   "$bench_bin" echo-server --listen 127.0.0.1:0 >"$out.addr" 2>&1 &
@@ -266,7 +321,7 @@ echo_separate_process() {
   for _ in $(seq 50); do grep -q listening "$out.addr" && break; sleep 0.1; done
   echo_addr=$(sed -n 's/^echo server listening on //p' "$out.addr")
   if [ -n "$echo_addr" ] && timeout --kill-after=10 "$TIMEOUT" "$bench_bin" --url "ws://$echo_addr" --pid "$echo_pid" \
-    --duration "$DURATION" --warmup "$WARMUP" echo --external "${load[@]}" >"$out" 2>&1; then
+    --duration "$DURATION" --warmup "$WARMUP" --write-mode "$1" echo --external "${load[@]}" >"$out" 2>&1; then
     grep '^{' "$out" >>"$jsonl"
     grep '^{' "$out" | sed 's/^/   /' >&2
   else
@@ -278,9 +333,11 @@ echo_separate_process() {
   rm -f "$out" "$out.addr"
 }
 if [ "$ECHO" = 1 ]; then
-  for _ in $(seq "$REPEAT"); do
-    echo_in_process
-    echo_separate_process
+  for mode in $MODES; do
+    for _ in $(seq "$REPEAT"); do
+      echo_in_process "$mode"
+      echo_separate_process "$mode"
+    done
   done
 fi
 

@@ -6,6 +6,7 @@ use crate::Common;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -18,9 +19,17 @@ pub fn primus_url(base: &str) -> String {
     format!("{base}/primus?_primuscb=bench&ping=25000&pong=10000")
 }
 
-pub async fn open(common: &Common) -> Result<Ws, BoxError> {
-    let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(primus_url(&common.url))).await??;
+/// A websocket to `url`'s /primus with Nagle's algorithm off, as the npm client's `ws` has it:
+/// with it on, a frame written while the previous one is unacknowledged waits, and frames
+/// written one by one would leave the kernel merged into one segment after all.
+pub async fn open_url(url: &str, config: Option<WebSocketConfig>) -> Result<Ws, BoxError> {
+    let connect = tokio_tungstenite::connect_async_with_config(primus_url(url), config, true);
+    let (ws, _) = tokio::time::timeout(Duration::from_secs(10), connect).await??;
     Ok(ws)
+}
+
+pub async fn open(common: &Common) -> Result<Ws, BoxError> {
+    open_url(&common.url, None).await
 }
 
 /// The value after `"eventId":` in a reply (the last occurrence: array replies carry it in the
@@ -68,6 +77,12 @@ const CONFIGURE_ID: u64 = 9;
 
 /// [configure-session +] describe + login (password, or anonymous for insecure servers).
 pub async fn login(ws: &mut Ws, common: &Common) -> Result<Session, BoxError> {
+    login_as(ws, common, None).await
+}
+
+/// [configure-session +] describe + login: with `token` when given (a token login costs the
+/// server no password hash, so thousands of connections open in seconds), else as `login`.
+pub async fn login_as(ws: &mut Ws, common: &Common, token: Option<&str>) -> Result<Session, BoxError> {
     let protocol = common.protocol.as_str();
     if protocol.starts_with("happn_") {
         // happn-3 (v11+) takes the session's protocol from configure-session, not from each message.
@@ -78,7 +93,9 @@ pub async fn login(ws: &mut Ws, common: &Common) -> Result<Session, BoxError> {
         }
     }
     request(ws, json!({"action":"describe","eventId":1,"protocol":protocol}), 1).await?;
-    let data = if common.anonymous {
+    let data = if let Some(token) = token {
+        json!({"token":token,"info":{"_browser":false}})
+    } else if common.anonymous {
         json!({"info":{"_browser":false}})
     } else {
         json!({"username":common.username,"password":common.password,"info":{"_browser":false}})

@@ -3,11 +3,13 @@
 //! per run. Every run is bounded in time; errors are counted and reported, never hidden.
 
 mod conn;
+mod devices;
+mod floor;
 mod measure;
 mod report;
 mod scenarios;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -48,6 +50,27 @@ pub struct Common {
     /// client does; happn 2.x servers and happn-rs take the default and know no configure-session
     #[arg(long, global = true, default_value = "1.1.0")]
     pub protocol: String,
+    /// How requests are written: `frame` puts every websocket frame in a write syscall of its
+    /// own, as the npm happn client does (so the server gets one wake-up per request); `batched`
+    /// feeds every frame that is ready and flushes once (up to `--inflight` frames per write)
+    #[arg(long, global = true, value_enum, default_value_t = WriteMode::Frame)]
+    pub write_mode: WriteMode,
+}
+
+/// See `Common::write_mode`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Frame,
+    Batched,
+}
+
+impl WriteMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WriteMode::Frame => "frame",
+            WriteMode::Batched => "batched",
+        }
+    }
 }
 
 impl Common {
@@ -136,6 +159,19 @@ enum Scenario {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// Run the floor server until killed: a minimal websocket server (HTTP upgrade, framing, one
+    /// write per read batch) that answers describe, login, set, get and anything else with canned
+    /// happn-shaped replies (the request's eventId and path copied in). Every load, the npm
+    /// client included, runs against it unchanged: the cost of the kernel, the wake-ups and the
+    /// framing with no happn work at all. Prints the address it listens on
+    FloorServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+    /// A device fleet, open loop: N logged-in connections each send one request (set, or get)
+    /// every interval whether or not the last reply came; offered vs achieved rate, latency from
+    /// each request's scheduled send time, server CPU per request and RSS
+    Devices(devices::Fleet),
 }
 
 fn main() {
@@ -161,6 +197,8 @@ fn main() {
             Scenario::LoginIsolation { clients, logins } => scenarios::login_isolation(&cli.common, clients, logins).await,
             Scenario::Echo { load, external } => scenarios::echo(&cli.common, &load, external).await,
             Scenario::EchoServer { listen } => scenarios::echo_serve(&listen).await,
+            Scenario::FloorServer { listen } => floor::serve(&listen).await,
+            Scenario::Devices(fleet) => devices::run(&cli.common, &fleet).await,
         }
     });
     if let Err(e) = result {

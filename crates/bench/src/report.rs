@@ -31,12 +31,17 @@ impl Report {
         if !t.latency.is_empty() {
             self.set(&format!("{prefix}p50_us"), t.latency.value_at_quantile(0.5));
             self.set(&format!("{prefix}p99_us"), t.latency.value_at_quantile(0.99));
+            self.set(&format!("{prefix}p999_us"), t.latency.value_at_quantile(0.999));
             self.set(&format!("{prefix}max_us"), t.latency.max());
         }
         if let Some(c) = cpu {
-            self.set(&format!("{prefix}server_cpu_s"), round(c));
+            self.set(&format!("{prefix}server_cpu_s"), round3(c));
             if c > 0.0 {
                 self.set(&format!("{prefix}ops_per_cpu_s"), round(t.ops as f64 / c));
+            }
+            if t.ops > 0 {
+                // The same figure the other way round: what one request costs the server.
+                self.set(&format!("{prefix}server_cpu_us_per_op"), round3(c * 1e6 / t.ops as f64));
             }
         }
         self
@@ -56,4 +61,9 @@ impl Report {
 
 pub fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+/// Three decimals: per-request CPU figures are a few microseconds.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }

@@ -3,8 +3,8 @@
 
 use crate::conn::{self, is_error, BoxError, Session, Ws};
 use crate::measure::{now_micros, rss_bytes, CpuMeter, Tally, Window};
-use crate::report::{round, Report};
-use crate::{Common, Load};
+use crate::report::{round, round3, Report};
+use crate::{Common, Load, WriteMode};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
 use std::collections::HashMap;
@@ -14,15 +14,32 @@ use std::time::{Duration, Instant};
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::Message;
 
-type FrameFn = Arc<dyn Fn(u64, &str) -> String + Send + Sync>;
+pub type FrameFn = Arc<dyn Fn(u64, &str) -> String + Send + Sync>;
+
+/// Queue one request frame: in its own write syscall (`WriteMode::Frame`, as the npm client
+/// writes), or fed to the socket's buffer to leave with the next flush (`WriteMode::Batched`).
+async fn put(ws: &mut Ws, text: String, mode: WriteMode) -> Result<(), BoxError> {
+    match mode {
+        WriteMode::Frame => ws.send(Message::Text(text.into())).await?,
+        WriteMode::Batched => ws.feed(Message::Text(text.into())).await?,
+    }
+    Ok(())
+}
 
 /// Keep `inflight` requests outstanding on `ws` until the window closes; returns the tally.
-async fn request_loop(mut ws: Ws, session: String, inflight: usize, window: Window, frame: FrameFn) -> Result<Tally, BoxError> {
+async fn request_loop(
+    mut ws: Ws,
+    session: String,
+    inflight: usize,
+    window: Window,
+    frame: FrameFn,
+    mode: WriteMode,
+) -> Result<Tally, BoxError> {
     let mut tally = Tally::new();
     let mut sent: HashMap<u64, Instant> = HashMap::with_capacity(inflight * 2);
     let mut next_id = 100u64;
     for _ in 0..inflight {
-        ws.feed(Message::Text(frame(next_id, &session).into())).await?;
+        put(&mut ws, frame(next_id, &session), mode).await?;
         sent.insert(next_id, Instant::now());
         next_id += 1;
     }
@@ -34,11 +51,11 @@ async fn request_loop(mut ws: Ws, session: String, inflight: usize, window: Wind
             Err(_) => return Err(format!("no reply for 30 s ({} requests outstanding)", sent.len()).into()),
         };
         let mut pending = Some(msg);
-        // Drain whatever is already here before flushing, so writes are batched.
+        // Handle whatever is already here; batched, the writes wait for the flush below.
         while let Some(msg) = pending.take() {
             if let Message::Text(t) = msg {
                 if let Some(n) = t.strip_prefix("\"primus::ping::") {
-                    ws.feed(Message::Text(format!("\"primus::pong::{n}").into())).await?;
+                    put(&mut ws, format!("\"primus::pong::{n}"), mode).await?;
                 } else if let Some(id) = conn::event_id(&t) {
                     if let Some(at) = sent.remove(&id) {
                         let now = Instant::now();
@@ -50,7 +67,7 @@ async fn request_loop(mut ws: Ws, session: String, inflight: usize, window: Wind
                             }
                         }
                         if now < window.end {
-                            ws.feed(Message::Text(frame(next_id, &session).into())).await?;
+                            put(&mut ws, frame(next_id, &session), mode).await?;
                             sent.insert(next_id, Instant::now());
                             next_id += 1;
                         }
@@ -64,11 +81,11 @@ async fn request_loop(mut ws: Ws, session: String, inflight: usize, window: Wind
     Ok(tally)
 }
 
-fn payload(n: usize) -> String {
+pub fn payload(n: usize) -> String {
     "x".repeat(n)
 }
 
-fn set_frame(keys: usize, payload_len: usize, prefix: &'static str, protocol: &str) -> FrameFn {
+pub fn set_frame(keys: usize, payload_len: usize, prefix: &'static str, protocol: &str) -> FrameFn {
     let body = payload(payload_len);
     let protocol = protocol.to_string();
     Arc::new(move |id, session| {
@@ -79,7 +96,7 @@ fn set_frame(keys: usize, payload_len: usize, prefix: &'static str, protocol: &s
     })
 }
 
-fn get_frame(keys: usize, protocol: &str) -> FrameFn {
+pub fn get_frame(keys: usize, protocol: &str) -> FrameFn {
     let protocol = protocol.to_string();
     Arc::new(move |id, session| {
         format!(
@@ -87,6 +104,18 @@ fn get_frame(keys: usize, protocol: &str) -> FrameFn {
             id as usize % keys.max(1)
         )
     })
+}
+
+/// `request_loop` as a task of its own, writing as `common` says.
+fn spawn_loop(
+    ws: Ws,
+    session: String,
+    inflight: usize,
+    window: Window,
+    frame: &FrameFn,
+    common: &Common,
+) -> tokio::task::JoinHandle<Result<Tally, BoxError>> {
+    tokio::spawn(request_loop(ws, session, inflight, window, frame.clone(), common.write_mode))
 }
 
 /// Run `clients` request loops in parallel and measure the window (plus server CPU).
@@ -98,7 +127,7 @@ async fn run_load(common: &Common, clients: usize, inflight: usize, frame: Frame
     let window = Window::after(common.warmup(), common.duration());
     let mut tasks = Vec::new();
     for (ws, s) in conns {
-        tasks.push(tokio::spawn(request_loop(ws, s.id, inflight, window, frame.clone())));
+        tasks.push(spawn_loop(ws, s.id, inflight, window, &frame, common));
     }
     sleep_until(window.start.into()).await;
     let cpu = CpuMeter::start(common.pid);
@@ -109,6 +138,13 @@ async fn run_load(common: &Common, clients: usize, inflight: usize, frame: Frame
         total.merge(&t.await??);
     }
     Ok((total, common.duration().as_secs_f64(), cpu_s))
+}
+
+/// A report on a load that writes requests: it names its write mode.
+fn report(scenario: &'static str, label: &str, common: &Common) -> Report {
+    let mut r = Report::new(scenario, label);
+    r.set("write_mode", common.write_mode.name());
+    r
 }
 
 fn load_fields(r: &mut Report, l: &Load) {
@@ -126,7 +162,7 @@ pub async fn set(common: &Common, l: &Load) -> Result<(), BoxError> {
         set_frame(l.keys, l.payload, "/bench/set/", &common.protocol),
     )
     .await?;
-    let mut r = Report::new("set", &common.label);
+    let mut r = report("set", &common.label, common);
     load_fields(&mut r, l);
     r.tally("", &tally, secs, cpu).print();
     Ok(())
@@ -143,7 +179,7 @@ pub async fn get(common: &Common, l: &Load) -> Result<(), BoxError> {
     }
     drop(ws);
     let (tally, secs, cpu) = run_load(common, l.clients, l.inflight, get_frame(l.keys, &common.protocol)).await?;
-    let mut r = Report::new("get", &common.label);
+    let mut r = report("get", &common.label, common);
     load_fields(&mut r, l);
     r.tally("", &tally, secs, cpu).print();
     Ok(())
@@ -200,7 +236,7 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
     let mut pubs = Vec::new();
     for _ in 0..publishers {
         let (ws, s): (Ws, Session) = conn::connect_and_login(common).await?;
-        pubs.push(tokio::spawn(request_loop(ws, s.id, inflight, window, frame.clone())));
+        pubs.push(spawn_loop(ws, s.id, inflight, window, &frame, common));
     }
     sleep_until(window.start.into()).await;
     let cpu = CpuMeter::start(common.pid);
@@ -216,7 +252,7 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
     }
     let secs = common.duration().as_secs_f64();
     let delivered = received.load(Ordering::Relaxed);
-    let mut r = Report::new("fanout", &common.label);
+    let mut r = report("fanout", &common.label, common);
     r.set("publishers", publishers)
         .set("subscribers", subscribers)
         .set("inflight", inflight)
@@ -231,7 +267,7 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
         r.set("delivery_max_us", lat.latency.max());
     }
     if let Some(c) = cpu_s {
-        r.set("server_cpu_s", round(c));
+        r.set("server_cpu_s", round3(c));
         if c > 0.0 {
             r.set("deliveries_per_cpu_s", round(delivered as f64 / c));
         }
@@ -290,7 +326,7 @@ pub async fn subs_scale(common: &Common, counts: &[usize], l: &Load) -> Result<(
         .await?;
         let rate = tally.ops as f64 / secs;
         let base = *base_rate.get_or_insert(rate);
-        let mut r = Report::new("subs-scale", &common.label);
+        let mut r = report("subs-scale", &common.label, common);
         load_fields(&mut r, l);
         r.set("wildcard_subscriptions", m).set("subscribe_s", round(subscribe_s));
         r.tally("", &tally, secs, cpu);
@@ -372,7 +408,7 @@ pub async fn login(common: &Common, clients: usize) -> Result<(), BoxError> {
         .clone()
         .ok_or("the server returned no token (insecure server?): login needs a secure server")?;
     drop(first.close(None).await);
-    let mut r = Report::new("login", &common.label);
+    let mut r = report("login", &common.label, common);
     r.set("clients", clients);
     for (kind, creds) in [
         (
@@ -418,11 +454,11 @@ pub async fn login_isolation(common: &Common, clients: usize, logins: usize) -> 
     let window = Window::after(common.warmup(), common.duration());
     let get_tasks: Vec<_> = get_conns
         .into_iter()
-        .map(|(ws, s)| tokio::spawn(request_loop(ws, s.id, 1, window, gets.clone())))
+        .map(|(ws, s)| spawn_loop(ws, s.id, 1, window, &gets, common))
         .collect();
     let login_tasks: Vec<_> = login_conns
         .into_iter()
-        .map(|(ws, s)| tokio::spawn(request_loop(ws, s.id, 1, window, login_frame.clone())))
+        .map(|(ws, s)| spawn_loop(ws, s.id, 1, window, &login_frame, common))
         .collect();
     let mut busy = Tally::new();
     for t in get_tasks {
@@ -432,7 +468,7 @@ pub async fn login_isolation(common: &Common, clients: usize, logins: usize) -> 
     for t in login_tasks {
         logged_in.merge(&t.await??);
     }
-    let mut r = Report::new("login-isolation", &common.label);
+    let mut r = report("login-isolation", &common.label, common);
     r.set("clients", clients).set("concurrent_password_logins", logins);
     r.tally("get_alone_", &alone, secs, None)
         .tally("get_during_logins_", &busy, common.duration().as_secs_f64(), None)
@@ -490,13 +526,12 @@ pub async fn echo(common: &Common, l: &Load, external: bool) -> Result<(), BoxEr
     let frame = set_frame(l.keys, l.payload, "/bench/echo/", &common.protocol);
     let mut conns = Vec::new();
     for _ in 0..l.clients {
-        let (ws, _) = tokio_tungstenite::connect_async(conn::primus_url(&url)).await?;
-        conns.push(ws);
+        conns.push(conn::open_url(&url, None).await?);
     }
     let window = Window::after(common.warmup(), common.duration());
     let tasks: Vec<_> = conns
         .into_iter()
-        .map(|ws| tokio::spawn(request_loop(ws, "echo".into(), l.inflight, window, frame.clone())))
+        .map(|ws| spawn_loop(ws, "echo".into(), l.inflight, window, &frame, common))
         .collect();
     // The echo server's CPU, when it is a process of its own and --pid names it.
     sleep_until(window.start.into()).await;
@@ -507,7 +542,11 @@ pub async fn echo(common: &Common, l: &Load, external: bool) -> Result<(), BoxEr
     for t in tasks {
         total.merge(&t.await??);
     }
-    let mut r = Report::new("echo", if external { "echo (separate process)" } else { "echo (in-process)" });
+    let mut r = report(
+        "echo",
+        if external { "echo (separate process)" } else { "echo (in-process)" },
+        common,
+    );
     load_fields(&mut r, l);
     r.tally("", &total, common.duration().as_secs_f64(), cpu_s).print();
     Ok(())

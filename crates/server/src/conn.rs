@@ -193,7 +193,11 @@ impl Connection {
                     .await;
                 }
             }
-            match self.wait().await {
+            let wake = self.wait().await;
+            // Awake: what its own requests queue is written before it sleeps again, so they need
+            // not wake it (see `OutboxReceiver::unregister`).
+            self.out.unregister();
+            match wake {
                 Wake::Input => {}
                 Wake::Eof => return End::Flush,
                 Wake::Written(done) => {

@@ -275,6 +275,16 @@ impl OutboxReceiver {
         self.shared.waker.register(waker);
     }
 
+    /// Stop waking the task for what is queued, while it runs: it writes out everything queued
+    /// before it sleeps again, and registers (`register`) before it looks, so nothing queued
+    /// meanwhile is missed. A wake-up now would only poll the task once more for nothing; when
+    /// the push comes from a request the task itself is handling (every reply), it also costs a
+    /// cross-thread wake-up of an idle worker (a `futex` call) per request under clients that
+    /// send one frame per write.
+    pub fn unregister(&self) {
+        drop(self.shared.waker.take());
+    }
+
     /// Over its own limit, or closed for the server-wide budget: either way the task ends.
     pub fn overflowed(&self) -> bool {
         self.shared.overflowed.load(Ordering::Acquire) || self.shared.evicted.load(Ordering::Acquire)
@@ -364,6 +374,21 @@ mod tests {
         // A single frame larger than the limit still goes through on an empty queue.
         let (tx, _rx) = outbox(4, &QueueBudget::new(usize::MAX));
         assert!(tx.text("123456".into()));
+    }
+
+    #[test]
+    fn an_unregistered_task_is_not_woken_and_sees_the_queue_when_it_registers() {
+        let (tx, mut rx) = outbox(1 << 16, &QueueBudget::new(usize::MAX));
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        rx.register(&waker);
+        rx.unregister();
+        assert!(tx.text("reply".into()));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "no wake-up while the task runs");
+        rx.register(&waker);
+        assert!(matches!(rx.try_recv(), Some(Outbound::Text(t)) if t == "reply"));
+        assert!(tx.text("event".into()));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "registered again: the next item wakes");
     }
 
     #[test]

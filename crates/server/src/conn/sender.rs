@@ -44,6 +44,11 @@ impl Sender {
         }
     }
 
+    /// No wake-ups for queued output while the task runs (it writes it out before sleeping).
+    pub fn unregister(&self) {
+        self.rx.unregister();
+    }
+
     /// A close has been queued or sent: the connection is ending.
     pub fn closing(&self) -> bool {
         self.close_sent || self.rx.close_queued()
