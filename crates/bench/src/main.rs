@@ -2,6 +2,7 @@
 //! latency and (with `--pid`) the server's CPU and memory. One readable table and one JSON line
 //! per run. Every run is bounded in time; errors are counted and reported, never hidden.
 
+mod cluster;
 mod conn;
 mod devices;
 mod floor;
@@ -172,6 +173,10 @@ enum Scenario {
     /// every interval whether or not the last reply came; offered vs achieved rate, latency from
     /// each request's scheduled send time, server CPU per request and RSS
     Devices(devices::Fleet),
+    /// Writers spread over the nodes of a happn-rs cluster and subscribers on every node:
+    /// acknowledged sets/s, whether every event reached every node, cross-node delivery latency
+    /// (see bench/cluster.sh)
+    Cluster(cluster::ClusterLoad),
 }
 
 fn main() {
@@ -199,6 +204,7 @@ fn main() {
             Scenario::EchoServer { listen } => scenarios::echo_serve(&listen).await,
             Scenario::FloorServer { listen } => floor::serve(&listen).await,
             Scenario::Devices(fleet) => devices::run(&cli.common, &fleet).await,
+            Scenario::Cluster(load) => cluster::run(&cli.common, &load).await,
         }
     });
     if let Err(e) = result {
