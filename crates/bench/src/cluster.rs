@@ -129,7 +129,15 @@ fn field(text: &str, key: &str) -> Option<u64> {
 
 /// Keep `inflight` sets outstanding (paced to `interval` between sends when set); counts the
 /// sets sent inside the window that were answered `ok`.
-async fn write(mut ws: Ws, session: String, node: usize, l: ClusterLoad, window: Window, mode: WriteMode, interval: Option<Duration>) -> Result<Tally, BoxError> {
+async fn write(
+    mut ws: Ws,
+    session: String,
+    node: usize,
+    l: ClusterLoad,
+    window: Window,
+    mode: WriteMode,
+    interval: Option<Duration>,
+) -> Result<Tally, BoxError> {
     let body = "x".repeat(l.payload);
     let mut tally = Tally::new();
     let mut sent: HashMap<u64, Instant> = HashMap::new();
@@ -215,7 +223,9 @@ fn tree_cpu(pids: &[u32]) -> f64 {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         let ppid = stat
             .rfind(')')
             .and_then(|i| stat[i + 2..].split_whitespace().nth(1))

@@ -128,10 +128,7 @@ struct Statements {
     delete_one: Statement,
     lock_range: Statement,
     lock_range_open: Statement,
-    event_lock: Statement,
-    event_ids: Statement,
-    insert_events: Statement,
-    notify: Statement,
+    log: Statement,
     lock_one: Statement,
     insert_new: Statement,
 }
@@ -171,10 +168,7 @@ impl Connector {
                     delete_one: client.prepare(&sql.delete_one).await?,
                     lock_range: client.prepare(&sql.lock_range).await?,
                     lock_range_open: client.prepare(&sql.lock_range_open).await?,
-                    event_lock: client.prepare(&sql.event_lock).await?,
-                    event_ids: client.prepare(&sql.event_ids).await?,
-                    insert_events: client.prepare(&sql.insert_events).await?,
-                    notify: client.prepare(&sql.notify).await?,
+                    log: client.prepare(&sql.log).await?,
                     lock_one: client.prepare(&sql.lock_one).await?,
                     insert_new: client.prepare(&sql.insert_new).await?,
                 })
@@ -398,7 +392,7 @@ impl Writer {
             return Err(errors::writer_gone());
         };
         let origin = self.connector.origin.as_deref();
-        let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, jobs, origin)).await;
+        let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, &self.connector.sql, jobs, origin)).await;
         let error = match result {
             Ok(Ok(outcomes)) => {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -498,7 +492,7 @@ fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
     steps
 }
 
-async fn apply_group(conn: &mut Conn, jobs: &[Job], origin: Option<&str>) -> Result<Vec<Answer>, tokio_postgres::Error> {
+async fn apply_group(conn: &mut Conn, sql: &Sql, jobs: &[Job], origin: Option<&str>) -> Result<Vec<Answer>, tokio_postgres::Error> {
     let steps = plan(jobs);
     let mut outcomes = vec![Outcome::Done; jobs.len()];
     let logs = origin.is_some() && jobs.iter().any(|j| j.event.is_some() || touches_system_records(&j.op));
@@ -520,7 +514,7 @@ async fn apply_group(conn: &mut Conn, jobs: &[Job], origin: Option<&str>) -> Res
     if let (true, Some(origin)) = (logs, origin) {
         let events = events_of(jobs, &outcomes);
         if !events.is_empty() {
-            log_events(&txn, &conn.statements, origin, &events, &mut ids).await?;
+            log_events(&txn, &conn.statements, sql, origin, &events, &mut ids).await?;
         }
     }
     txn.commit().await?;
@@ -587,18 +581,17 @@ pub(crate) fn kind_code(kind: EventKind) -> i16 {
     }
 }
 
-/// Log `events` in this transaction: under the ordering lock (held to the commit), take their
-/// ids from the sequence, insert them, and notify the readers (delivered at the commit).
+/// Log `events` in this transaction with one call of `happn_log` (migration 2): under the
+/// ordering lock (held to the commit) it takes their ids from the sequence in order, inserts
+/// them, and notifies the readers (delivered at the commit).
 async fn log_events(
     txn: &tokio_postgres::Transaction<'_>,
     s: &Statements,
+    sql: &Sql,
     origin: &str,
     events: &[(usize, Event)],
     ids: &mut [Option<EventId>],
 ) -> Result<(), tokio_postgres::Error> {
-    txn.execute(&s.event_lock, &[]).await?;
-    let n = i32::try_from(events.len()).unwrap_or(i32::MAX);
-    let taken: Vec<i64> = txn.query(&s.event_ids, &[&n]).await?.iter().map(|r| r.get(0)).collect();
     let kinds: Vec<i16> = events.iter().map(|(_, e)| kind_code(e.kind)).collect();
     let paths: Vec<&str> = events.iter().map(|(_, e)| e.path.as_str()).collect();
     let moved: Vec<Option<&str>> = events.iter().map(|(_, e)| e.moved_to.as_deref()).collect();
@@ -607,16 +600,27 @@ async fn log_events(
     let modified: Vec<Option<i64>> = events.iter().map(|(_, e)| e.modified).collect();
     let tags: Vec<Option<&str>> = events.iter().map(|(_, e)| e.tag.as_deref()).collect();
     let publish: Vec<&str> = events.iter().map(|(_, e)| e.publish.as_str()).collect();
-    txn.execute(
-        &s.insert_events,
-        &[&origin, &taken, &kinds, &paths, &moved, &data, &created, &modified, &tags, &publish],
-    )
-    .await?;
+    let row = txn
+        .query_one(
+            &s.log,
+            &[
+                &sql.sequence,
+                &sql.channel,
+                &origin,
+                &kinds,
+                &paths,
+                &moved,
+                &data,
+                &created,
+                &modified,
+                &tags,
+                &publish,
+            ],
+        )
+        .await?;
+    let taken: Vec<i64> = row.get(0);
     for ((job, _), id) in events.iter().zip(&taken) {
         ids[*job] = Some(*id);
-    }
-    if let Some(last) = taken.last() {
-        txn.execute(&s.notify, &[&last.to_string()]).await?;
     }
     Ok(())
 }
