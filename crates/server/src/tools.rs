@@ -3,7 +3,6 @@
 use crate::config::{ConfigError, DataConfig};
 use happn_engine::nedb;
 use happn_engine::storage::WriteBatch;
-use happn_engine::Pattern;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,7 +93,8 @@ async fn import(file: &PathBuf, data: DataConfig) -> Result<(), ToolError> {
 
 async fn export(out: Option<&PathBuf>, data: DataConfig) -> Result<(), ToolError> {
     let store = crate::open_store(&data).await.map_err(|e| ToolError::Failed(e.to_string()))?;
-    let records = store.find(&Pattern::new("*")).await.map_err(|e| ToolError::Failed(e.to_string()))?;
+    // Every datastore's records (a `*` scan would read the default one only).
+    let records = store.snapshot().await.map_err(|e| ToolError::Failed(e.to_string()))?;
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| ToolError::Failed(format!("cannot write {}: {e}", p.display())))?),
         None => Box::new(std::io::stdout().lock()),
