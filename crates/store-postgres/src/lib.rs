@@ -86,6 +86,28 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 use writer::{Connector, Health, Job, Msg, Op, Outcome, Writer};
 
+/// For tests that need the database `scripts/pg.sh` starts (this crate's, the server's); not an
+/// API.
+#[doc(hidden)]
+pub mod testing {
+    /// The URL of the test database (`HAPPN_PG_URL`), or `None` when `HAPPN_PG_SKIP=1` says to
+    /// skip. Without either it panics with `how`, the command to run the test through
+    /// `scripts/pg.sh`: a missing database must not pass for a green run.
+    pub fn url(how: &str) -> Option<String> {
+        match std::env::var("HAPPN_PG_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("HAPPN_PG_SKIP").as_deref() == Ok("1") => {
+                eprintln!("HAPPN_PG_SKIP=1: PostgreSQL test skipped");
+                None
+            }
+            _ => panic!(
+                "HAPPN_PG_URL is not set: run the PostgreSQL tests through scripts/pg.sh, which starts a private \
+                 PostgreSQL and sets it: `{how}` (or set HAPPN_PG_SKIP=1 to skip them)"
+            ),
+        }
+    }
+}
+
 /// Rows a snapshot ([`Store::snapshot`]) reads per round trip.
 const SNAPSHOT_BATCH: i32 = 1000;
 
