@@ -88,7 +88,8 @@ pub enum ClientCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// The server's name, version, uptime, readiness and this session
+    /// The server's name, version, uptime, readiness, open connections, cluster members and this
+    /// session
     Status {
         #[command(flatten)]
         remote: Remote,
@@ -251,6 +252,8 @@ async fn execute(command: ClientCommand) -> Result<(), Failed> {
                 "secure": info.secure,
                 "session": session.as_ref().map(|s| s.id.clone()),
                 "user": session.as_ref().and_then(|s| s.user.as_ref()).map(|u| u.username.clone()),
+                "connections": health["connections"],
+                "cluster": ready["cluster"],
                 "health": health,
                 "ready": ready,
             }));

@@ -90,7 +90,7 @@ async fn dispatch(
         let peer = req.extensions().get::<Arc<crate::admission::Slot>>().map(|s| s.peer_ip());
         return admin::export(&state, &method, &uri, &headers, peer).await;
     }
-    if let Some(resp) = ops::serve_main(&state, &method, path) {
+    if let Some(resp) = ops::serve_main(&state, &method, path).await {
         return resp;
     }
     if let Some(resp) = browser::serve(&method, path, &headers) {

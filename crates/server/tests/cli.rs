@@ -127,6 +127,9 @@ async fn get_set_remove_watch_and_status_on_an_insecure_server() {
         (&json!("ok"), &json!("ready")),
         "{status}"
     );
+    // Its own connection at least; no cluster on a single node.
+    assert!(status["connections"].as_u64().is_some_and(|n| n >= 1), "{status}");
+    assert_eq!(status["cluster"], Value::Null, "{status}");
 
     // Exit codes: 2 for bad arguments, 3 when nothing answers.
     assert_eq!(code(happn(&url, &["get", "/x", "--criteria", "{nope"]), ""), 2);

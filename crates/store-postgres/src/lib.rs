@@ -78,7 +78,7 @@ use happn_engine::storage::events::{Event, EventId, EventLog, TailItem, Update};
 use happn_engine::storage::{Store, StoreHealth, WriteBatch};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use schema::{prefix_end, Sql};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -158,12 +158,8 @@ pub struct CommitStats {
     pub group_failures: u64,
 }
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub operations: AtomicU64,
-    pub group_failures: AtomicU64,
-}
+/// The writer's commits, operations, failed groups, durations and group sizes.
+pub(crate) type Counters = happn_engine::storage::stats::CommitCounters;
 
 /// The PostgreSQL store: see the crate docs.
 pub struct PgStore {
@@ -228,6 +224,7 @@ impl PgStore {
             target: described.clone(),
             origin: options.cluster.as_ref().map(|c| Arc::from(c.node.as_str())),
             op_timeout: op_timeout.max(options.connect_timeout),
+            newest_event: Default::default(),
         });
 
         // Migrate on a connection of its own, then let the writer prepare against the tables.
@@ -300,6 +297,13 @@ impl PgStore {
             operations: self.counters.operations.load(Ordering::Relaxed),
             group_failures: self.counters.group_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Cluster mode: the newest event id this node has seen in the log — its writer's own events,
+    /// what its reader read, and the log's end as the heartbeat (every second) finds it. Compared
+    /// with the last id delivered, it is how far behind the node's delivery is.
+    pub fn newest_event_seen(&self) -> EventId {
+        self.connector.newest_event.load(Ordering::Relaxed)
     }
 
     /// `user@host:port/db` of the database (no password).
@@ -542,6 +546,10 @@ impl Store for PgStore {
 
     fn health(&self) -> StoreHealth {
         self.health.get()
+    }
+
+    fn commit_metrics(&self) -> Option<happn_engine::storage::CommitMetrics> {
+        Some(self.counters.metrics())
     }
 
     fn event_log(&self) -> Option<&dyn EventLog> {

@@ -9,9 +9,11 @@ pub mod conformance;
 pub mod events;
 mod memory;
 mod routed;
+pub mod stats;
 
 pub use memory::MemoryStore;
 pub use routed::{Route, RoutedStore};
+pub use stats::CommitMetrics;
 
 use crate::body::Body;
 use crate::error::StoreError;
@@ -175,6 +177,12 @@ pub trait Store: Send + Sync + 'static {
     /// healthy (the default).
     fn health(&self) -> StoreHealth {
         StoreHealth::Healthy
+    }
+
+    /// What the store's writer has committed so far (counts, commit durations, group sizes), for
+    /// `/metrics`. `None` (the default) for stores that do not commit (memory).
+    fn commit_metrics(&self) -> Option<CommitMetrics> {
+        None
     }
 
     /// The event log of a cluster store ([`events::EventLog`]): writes whose events every node

@@ -55,6 +55,17 @@ impl RoutedStore {
             .unwrap_or(&self.default)
     }
 
+    /// The default store and every route's, each once (routes may share a store).
+    fn distinct_stores(&self) -> Vec<&Arc<dyn Store>> {
+        let mut stores: Vec<&Arc<dyn Store>> = vec![&self.default];
+        for r in &self.routes {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &r.store)) {
+                stores.push(&r.store);
+            }
+        }
+        stores
+    }
+
     pub fn route_name(&self, path: &str) -> &str {
         if path.starts_with("/_SYSTEM/") {
             return "default";
@@ -89,14 +100,8 @@ impl Store for RoutedStore {
     /// Each store's part is a consistent state of that store; the parts are read one after the
     /// other, which is what a batch spanning stores promises too (each part atomic in its store).
     async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
-        let mut stores: Vec<&Arc<dyn Store>> = vec![&self.default];
-        for r in &self.routes {
-            if !stores.iter().any(|s| Arc::ptr_eq(s, &r.store)) {
-                stores.push(&r.store);
-            }
-        }
         let mut all = Vec::new();
-        for store in stores {
+        for store in self.distinct_stores() {
             all.extend(store.snapshot().await?);
         }
         all.sort_by(|a, b| a.path.cmp(&b.path));
@@ -146,6 +151,14 @@ impl Store for RoutedStore {
             n += r.store.len().await?;
         }
         Ok(n)
+    }
+
+    /// Every durable store's commits together.
+    fn commit_metrics(&self) -> Option<super::CommitMetrics> {
+        self.distinct_stores()
+            .into_iter()
+            .filter_map(|s| s.commit_metrics())
+            .reduce(|all, one| all.merge(&one))
     }
 
     /// Unwritable as soon as one of the stores is (writes routed to it fail), naming it.

@@ -84,10 +84,7 @@ pub(super) async fn backup(remote: &Remote, out: &Path) -> Result<Value, Failed>
     let result = download(&endpoint, token.as_deref(), out).await;
     if let Some(client) = session {
         // The token was only for this download.
-        let revoke = happn_client::DisconnectOptions {
-            revoke_session: true,
-            ..Default::default()
-        };
+        let revoke = happn_client::DisconnectOptions { revoke_session: true };
         let _ = client.disconnect_with(revoke).await;
     }
     let (records, bytes) = result?;

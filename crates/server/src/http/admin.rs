@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn chunks_carry_every_record_once() {
         let records: Vec<Record> = (0..5000)
-            .map(|i| Record::new(&format!("/r/{i:05}"), serde_json::Map::new(), i))
+            .map(|i| Record::new(format!("/r/{i:05}"), serde_json::Map::new(), i))
             .collect();
         let chunks: Vec<Bytes> = Chunks {
             records: records.clone().into_iter(),
