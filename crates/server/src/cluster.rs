@@ -29,6 +29,13 @@ use tokio::sync::{mpsc, watch};
 /// either way; past this (the node's reader is reconnecting) the reply goes first.
 const DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
+/// `/ready` and `/metrics` read the members table at most this often (answers in between are
+/// the last read's), so probes and scrapes cost the database one query a second at most.
+const MEMBERS_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest wait for the members table; past it the answer says the read failed.
+const MEMBERS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// This node in the cluster.
 pub struct Cluster {
     pub(crate) store: Arc<PgStore>,
@@ -36,7 +43,12 @@ pub struct Cluster {
     name: String,
     /// The id of the last event delivered here.
     delivered: watch::Sender<EventId>,
+    /// The last read of the members table, and when it was made (see [`Cluster::members`]).
+    members: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Members>)>>,
 }
+
+/// The cluster's nodes as the members table showed them, or why it could not be read.
+pub(crate) type Members = Result<Vec<happn_store_postgres::Member>, String>;
 
 impl Cluster {
     /// Open the cluster store as node `node`, reachable at `advertise`.
@@ -57,7 +69,37 @@ impl Cluster {
             store,
             name,
             delivered: watch::channel(0).0,
+            members: tokio::sync::Mutex::new(None),
         }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The id of the last event delivered on this node.
+    pub(crate) fn delivered_id(&self) -> EventId {
+        *self.delivered.borrow()
+    }
+
+    /// The cluster's nodes, read at most once per [`MEMBERS_EVERY`]: callers meanwhile get the
+    /// last read (a failed read too, so a database that is down is not asked again at once).
+    /// Concurrent callers wait for the one read in flight.
+    pub(crate) async fn members(&self) -> Arc<Members> {
+        let mut cached = self.members.lock().await;
+        if let Some((at, members)) = &*cached {
+            if at.elapsed() < MEMBERS_EVERY {
+                return members.clone();
+            }
+        }
+        let read = match tokio::time::timeout(MEMBERS_TIMEOUT, self.store.members()).await {
+            Ok(Ok(list)) => Ok(list),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("the members table did not answer within {MEMBERS_TIMEOUT:?}")),
+        };
+        let members = Arc::new(read);
+        *cached = Some((std::time::Instant::now(), members.clone()));
+        members
     }
 
     /// Wait until the event `id` was delivered on this node (bounded by [`DELIVERY_WAIT`]).

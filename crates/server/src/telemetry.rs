@@ -169,6 +169,26 @@ impl Telemetry {
         describe("happn_store_healthy", "1 when the store accepts writes, 0 when it refuses them");
         describe("happn_store_file_bytes", "Size of the durable store's data files");
         describe("happn_uptime_seconds", "Seconds since the server started");
+        describe(
+            "happn_cluster_events_delivered_id",
+            "Cluster mode: the id of the last event of the log delivered on this node",
+        );
+        describe(
+            "happn_cluster_events_newest_id",
+            "Cluster mode: the newest event id this node has seen in the log (its writes, its reader, the log's end each second)",
+        );
+        describe(
+            "happn_cluster_event_lag",
+            "Cluster mode: newest id seen minus last id delivered (an upper bound on the events this node has still to deliver)",
+        );
+        describe(
+            "happn_cluster_database_up",
+            "Cluster mode: 1 while the node reaches the database (its writer is connected), 0 otherwise",
+        );
+        describe(
+            "happn_cluster_members",
+            "Cluster mode: nodes in the members table, by state (alive: heartbeat within the member TTL)",
+        );
         let counter = |name: &'static str, labels: Vec<Label>| r.register_counter(&Key::from_parts(name, labels), &META);
         let label = |k: &'static str, v: &'static str| Label::from_static_parts(k, v);
         let requests = ACTIONS
@@ -276,8 +296,9 @@ impl Telemetry {
         self.recorder.register_gauge(&Key::from_parts(name, labels), &META)
     }
 
-    /// The Prometheus text: the levels read now from `state`, then everything recorded.
-    pub fn render(&self, state: &AppState) -> String {
+    /// The Prometheus text: the levels read now from `state` (and, in cluster mode, `members`,
+    /// the members table as last read), then everything recorded, then the store's commits.
+    pub(crate) fn render(&self, state: &AppState, members: Option<&crate::cluster::Members>) -> String {
         let gauge = |name, v: f64| self.gauge(name, vec![]).set(v);
         gauge("happn_uptime_seconds", self.uptime().as_secs_f64());
         let (mut connections, mut queued, mut sessions) = (0usize, 0usize, [0usize; 3]);
@@ -332,13 +353,82 @@ impl Telemetry {
                     .absolute(n);
             }
         }
-        self.handle.render()
+        if let Some(cluster) = &state.cluster {
+            let delivered = cluster.delivered_id();
+            let newest = cluster.store.newest_event_seen().max(delivered);
+            gauge("happn_cluster_events_delivered_id", delivered as f64);
+            gauge("happn_cluster_events_newest_id", newest as f64);
+            gauge("happn_cluster_event_lag", (newest - delivered) as f64);
+            let up = happn_engine::storage::Store::health(&*cluster.store).is_healthy();
+            gauge("happn_cluster_database_up", if up { 1.0 } else { 0.0 });
+            if let Some(Ok(members)) = members {
+                let alive = members.iter().filter(|m| m.alive).count();
+                for (state, n) in [("alive", alive), ("down", members.len() - alive)] {
+                    self.gauge("happn_cluster_members", vec![Label::from_static_parts("state", state)])
+                        .set(n as f64);
+                }
+            }
+        }
+        let mut text = self.handle.render();
+        if let Some(commits) = state.data.store().commit_metrics() {
+            commit_text(&mut text, &commits);
+        }
+        text
     }
 
     /// Fold waiting histogram samples into their buckets.
     fn upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+/// The store's commits in the Prometheus text format. The histograms are the store's own fixed
+/// buckets (`happn_engine::storage::stats`), read now, so they are written here rather than
+/// through the recorder (which takes samples, not buckets).
+fn commit_text(out: &mut String, m: &happn_engine::storage::CommitMetrics) {
+    use std::fmt::Write;
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+    };
+    counter("happn_store_commits_total", "Transactions the store's writer committed", m.commits);
+    counter(
+        "happn_store_commit_operations_total",
+        "Write operations (batches, removes) those transactions carried",
+        m.operations,
+    );
+    counter(
+        "happn_store_commit_group_failures_total",
+        "Groups that failed whole and were retried one operation per transaction",
+        m.group_failures,
+    );
+    histogram(
+        out,
+        "happn_store_commit_duration_seconds",
+        "Time each commit took, from its transaction's start to its durable end (the fsync, or the database's COMMIT)",
+        &m.duration_nanos,
+        1e-9,
+    );
+    histogram(
+        out,
+        "happn_store_commit_group_size",
+        "Write operations per commit (group commit: the writers that share one fsync or COMMIT)",
+        &m.group_size,
+        1.0,
+    );
+}
+
+/// One histogram of whole-number buckets, each bound and the sum scaled by `scale`.
+fn histogram(out: &mut String, name: &str, help: &str, h: &happn_engine::storage::stats::HistogramSnapshot, scale: f64) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut below = 0;
+    for (bound, n) in h.bounds.iter().zip(&h.counts) {
+        below += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {below}", *bound as f64 * scale);
+    }
+    let count = h.count();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {count}\n", h.sum as f64 * scale);
 }
 
 /// The durable store's data files, summed (`None` for a memory store).

@@ -126,6 +126,8 @@ async fn health_ready_and_metrics_follow_the_traffic() {
     assert!(at("happn_sockets") >= 3.0, "three websockets and the scrape");
     assert_eq!(at("happn_store_healthy"), 1.0);
     assert!(m.contains("# HELP happn_requests_total"), "{m}");
+    assert!(!m.contains("happn_store_commits_total"), "a memory store commits nothing:\n{m}");
+    assert!(!m.contains("happn_cluster_"), "no cluster:\n{m}");
 
     // Levels go back down as clients leave.
     watcher.disconnect().await.unwrap();
@@ -139,6 +141,58 @@ async fn health_ready_and_metrics_follow_the_traffic() {
         assert!(Instant::now() < deadline, "levels did not fall:\n{m}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_store_reports_its_commits() {
+    let dir = std::env::temp_dir().join(format!("happn-ops-commits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = Server::start(json!({}), &["--data-dir", dir.to_str().unwrap()]).await;
+    let before = scrape(&s.addr).await;
+    const WRITERS: usize = 8;
+    const SETS: usize = 25;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let client = Client::connect(s.client()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..SETS {
+                client
+                    .set(&format!("/c/{w}/{i}"), &json!({"i": i}), SetOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let m = scrape(&s.addr).await;
+    let grew = |name: &str| sample(&m, name) - sample(&before, name);
+    let (commits, operations) = (
+        sample(&m, "happn_store_commits_total"),
+        sample(&m, "happn_store_commit_operations_total"),
+    );
+    assert!(grew("happn_store_commit_operations_total") >= (WRITERS * SETS) as f64, "{m}");
+    assert!(commits >= 1.0 && commits <= operations, "{m}");
+    assert_eq!(
+        sample(&m, "happn_store_commit_duration_seconds_count"),
+        commits,
+        "one duration per commit"
+    );
+    assert_eq!(sample(&m, r#"happn_store_commit_duration_seconds_bucket{le="+Inf"}"#), commits);
+    assert!(sample(&m, "happn_store_commit_duration_seconds_sum") > 0.0);
+    assert_eq!(
+        sample(&m, "happn_store_commit_group_size_sum"),
+        operations,
+        "the groups carried every operation"
+    );
+    eprintln!(
+        "{operations} operations in {commits} commits ({:.1} per commit), {:.3} ms per commit",
+        operations / commits,
+        sample(&m, "happn_store_commit_duration_seconds_sum") / commits * 1000.0
+    );
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 //! falls behind in the log, not in memory.
 
 use crate::errors;
-use crate::schema::{Sql, TRIM_LOCK};
+use crate::schema::TRIM_LOCK;
 use crate::writer::Connector;
 use deadpool_postgres::Pool;
 use happn_engine::pubsub::EventKind;
@@ -129,7 +129,8 @@ impl Node {
         let row = client.query_one(&sql.last_event, &[]).await.map_err(map)?;
         let start_after: i64 = row.get::<_, i64>(0).max(row.get::<_, i64>(1));
         drop(client);
-        let heartbeat = tokio::spawn(heartbeat_and_trim(options.clone(), instance, sql.clone(), pool.clone()));
+        connector.saw_event(start_after);
+        let heartbeat = tokio::spawn(heartbeat_and_trim(options.clone(), instance, connector.clone(), pool.clone()));
         tracing::info!(node = %options.node, after = start_after, "joined the cluster");
         Ok(Node {
             options,
@@ -195,9 +196,10 @@ fn uuid_like() -> String {
     out
 }
 
-/// Heartbeat every `options.heartbeat`; every fifth beat, trim the log and drop long-dead
-/// members (one node at a time: whoever gets the trim lock).
-async fn heartbeat_and_trim(options: ClusterOptions, instance: String, sql: Arc<Sql>, pool: Pool) {
+/// Heartbeat every `options.heartbeat`, and note where the log ends (the lag metric); every fifth
+/// beat, trim the log and drop long-dead members (one node at a time: whoever gets the trim lock).
+async fn heartbeat_and_trim(options: ClusterOptions, instance: String, connector: Arc<Connector>, pool: Pool) {
+    let sql = &connector.sql;
     let mut beat = tokio::time::interval(options.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: u64 = 0;
@@ -210,6 +212,9 @@ async fn heartbeat_and_trim(options: ClusterOptions, instance: String, sql: Arc<
         if let Err(e) = client.execute(&sql.heartbeat, &[&options.node, &instance, &options.url]).await {
             tracing::debug!("cluster heartbeat failed: {}", errors::describe(&e));
             continue;
+        }
+        if let Ok(row) = client.query_one(&sql.newest_event, &[]).await {
+            connector.saw_event(row.get::<_, i64>(0));
         }
         if n % 5 != 0 {
             continue;
@@ -350,6 +355,7 @@ impl Reader {
             };
             let full = events.len() as i64 >= self.options.read_batch;
             self.last = last;
+            self.connector.saw_event(last);
             if self.tx.send(TailItem::Events(events)).await.is_err() {
                 return Err(Stop::Closed);
             }

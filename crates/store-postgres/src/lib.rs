@@ -78,13 +78,38 @@ use happn_engine::storage::events::{Event, EventId, EventLog, TailItem, Update};
 use happn_engine::storage::{Store, StoreHealth, WriteBatch};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use schema::{prefix_end, Sql};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 use writer::{Connector, Health, Job, Msg, Op, Outcome, Writer};
+
+/// For tests that need the database `scripts/pg.sh` starts (this crate's, the server's); not an
+/// API.
+#[doc(hidden)]
+pub mod testing {
+    /// The URL of the test database (`HAPPN_PG_URL`), or `None` when `HAPPN_PG_SKIP=1` says to
+    /// skip. Without either it panics with `how`, the command to run the test through
+    /// `scripts/pg.sh`: a missing database must not pass for a green run.
+    pub fn url(how: &str) -> Option<String> {
+        match std::env::var("HAPPN_PG_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("HAPPN_PG_SKIP").as_deref() == Ok("1") => {
+                eprintln!("HAPPN_PG_SKIP=1: PostgreSQL test skipped");
+                None
+            }
+            _ => panic!(
+                "HAPPN_PG_URL is not set: run the PostgreSQL tests through scripts/pg.sh, which starts a private \
+                 PostgreSQL and sets it: `{how}` (or set HAPPN_PG_SKIP=1 to skip them)"
+            ),
+        }
+    }
+}
+
+/// Rows a snapshot ([`Store::snapshot`]) reads per round trip.
+const SNAPSHOT_BATCH: i32 = 1000;
 
 /// How to reach the database and how to use it.
 #[derive(Debug, Clone)]
@@ -133,12 +158,8 @@ pub struct CommitStats {
     pub group_failures: u64,
 }
 
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub operations: AtomicU64,
-    pub group_failures: AtomicU64,
-}
+/// The writer's commits, operations, failed groups, durations and group sizes.
+pub(crate) type Counters = happn_engine::storage::stats::CommitCounters;
 
 /// The PostgreSQL store: see the crate docs.
 pub struct PgStore {
@@ -203,6 +224,7 @@ impl PgStore {
             target: described.clone(),
             origin: options.cluster.as_ref().map(|c| Arc::from(c.node.as_str())),
             op_timeout: op_timeout.max(options.connect_timeout),
+            newest_event: Default::default(),
         });
 
         // Migrate on a connection of its own, then let the writer prepare against the tables.
@@ -275,6 +297,13 @@ impl PgStore {
             operations: self.counters.operations.load(Ordering::Relaxed),
             group_failures: self.counters.group_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Cluster mode: the newest event id this node has seen in the log — its writer's own events,
+    /// what its reader read, and the log's end as the heartbeat (every second) finds it. Compared
+    /// with the last id delivered, it is how far behind the node's delivery is.
+    pub fn newest_event_seen(&self) -> EventId {
+        self.connector.newest_event.load(Ordering::Relaxed)
     }
 
     /// `user@host:port/db` of the database (no password).
@@ -443,6 +472,54 @@ impl Store for PgStore {
         Ok(found.into_iter().flatten().collect())
     }
 
+    /// One `REPEATABLE READ, READ ONLY` transaction: every row as of its first read, whatever
+    /// commits meanwhile (no locks taken, so writers are never held up). Read through a portal
+    /// [`SNAPSHOT_BATCH`] rows at a time, so no single statement runs long, however large the
+    /// table.
+    async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
+        use tokio_postgres::IsolationLevel;
+        let map = |e: tokio_postgres::Error| errors::map(&e, &self.target);
+        let bounded = |what: &'static str| {
+            let target = self.target.clone();
+            let limit = self.op_timeout;
+            move |_| errors::unavailable(&format!("{target}: no answer within {limit:?} ({what})"))
+        };
+        let mut client = tokio::time::timeout(self.op_timeout, self.pool.get())
+            .await
+            .map_err(bounded("connect"))?
+            .map_err(|e| errors::pool(e, &self.target))?;
+        let begin = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start();
+        let txn = tokio::time::timeout(self.op_timeout, begin)
+            .await
+            .map_err(bounded("begin"))?
+            .map_err(map)?;
+        let everything = "";
+        let portal = tokio::time::timeout(self.op_timeout, txn.bind(&self.sql.scan_open, &[&everything]))
+            .await
+            .map_err(bounded("scan"))?
+            .map_err(map)?;
+        let mut out = Vec::new();
+        loop {
+            let rows = tokio::time::timeout(self.op_timeout, txn.query_portal(&portal, SNAPSHOT_BATCH))
+                .await
+                .map_err(bounded("scan"))?
+                .map_err(map)?;
+            for row in &rows {
+                out.push(record(row)?);
+            }
+            if rows.len() < SNAPSHOT_BATCH as usize {
+                break;
+            }
+        }
+        // Read only: nothing to keep, so the end of the transaction cannot lose anything.
+        let _ = tokio::time::timeout(self.op_timeout, txn.commit()).await;
+        Ok(out)
+    }
+
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.puts.is_empty() && batch.removes.is_empty() {
             return Ok(());
@@ -469,6 +546,10 @@ impl Store for PgStore {
 
     fn health(&self) -> StoreHealth {
         self.health.get()
+    }
+
+    fn commit_metrics(&self) -> Option<happn_engine::storage::CommitMetrics> {
+        Some(self.counters.metrics())
     }
 
     fn event_log(&self) -> Option<&dyn EventLog> {

@@ -174,6 +174,8 @@ pub struct Sql {
     pub log: String,
     pub read_events: String,
     pub last_event: String,
+    /// The log's newest id (the primary key's last entry: one index probe).
+    pub newest_event: String,
     pub trim: String,
     pub heartbeat: String,
     pub members: String,
@@ -229,6 +231,7 @@ impl Sql {
                 "SELECT h.trimmed_through, e.id, e.origin, e.kind, e.path, e.data, e.created, e.modified, e.tag, e.publish, e.moved_to
                  FROM {q}.happn_log_state h LEFT JOIN LATERAL (SELECT * FROM {e} WHERE id > $1 ORDER BY id LIMIT $2) e ON true"
             ),
+            newest_event: format!("SELECT COALESCE(max(id), 0) FROM {e}"),
             last_event: format!("SELECT COALESCE(max(id), 0), (SELECT trimmed_through FROM {q}.happn_log_state) FROM {e}"),
             // Everything older than the age limit, and everything beyond the row limit, in one
             // transaction with the horizon it moves.

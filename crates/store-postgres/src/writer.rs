@@ -146,9 +146,17 @@ pub(crate) struct Connector {
     /// Client-side bound on any one round of statements (the statement timeout plus a margin):
     /// a server that stopped answering without closing the connection is given up on.
     pub op_timeout: Duration,
+    /// Cluster mode: the newest event id this node has seen in the log (its writer's own, its
+    /// reader's, the heartbeat's look at the log's end), for the event-log lag metric.
+    pub newest_event: std::sync::atomic::AtomicI64,
 }
 
 impl Connector {
+    /// The log holds an event `id` (at least).
+    pub(crate) fn saw_event(&self, id: EventId) {
+        self.newest_event.fetch_max(id, Ordering::Relaxed);
+    }
+
     pub(crate) async fn connect(&self) -> Result<Conn, StoreError> {
         let fail = |e: tokio_postgres::Error| errors::unavailable(&format!("cannot connect to {}: {}", self.target, errors::describe(&e)));
         let connect = async {
@@ -365,7 +373,7 @@ impl Writer {
             Err(e) if jobs.len() > 1 && self.broken.is_none() => {
                 // One refused operation must not fail its neighbours: each alone.
                 tracing::warn!(ops = jobs.len(), "cluster store group commit refused, retrying one by one: {e}");
-                self.counters.group_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters.group_failed();
                 for job in jobs {
                     let result = match &self.broken {
                         Some(b) => Err(StoreError::Io(b.cause.clone())),
@@ -392,11 +400,14 @@ impl Writer {
             return Err(errors::writer_gone());
         };
         let origin = self.connector.origin.as_deref();
+        let started = Instant::now();
         let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, &self.connector.sql, jobs, origin)).await;
         let error = match result {
             Ok(Ok(outcomes)) => {
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                self.counters.operations.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                self.counters.committed(jobs.len() as u64, started.elapsed());
+                if let Some(newest) = outcomes.iter().filter_map(|(_, id)| *id).max() {
+                    self.connector.saw_event(newest);
+                }
                 return Ok(outcomes);
             }
             Ok(Err(e)) if errors::is_connection_error(&e) || conn.client.is_closed() => {

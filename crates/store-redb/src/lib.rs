@@ -305,10 +305,10 @@ impl RedbStore {
     pub fn commit_stats(&self) -> CommitStats {
         let c = &self.counters;
         CommitStats {
-            commits: c.commits.load(Ordering::Relaxed),
+            commits: c.commit.commits.load(Ordering::Relaxed),
             durable_commits: c.durable_commits.load(Ordering::Relaxed),
-            operations: c.operations.load(Ordering::Relaxed),
-            group_failures: c.group_failures.load(Ordering::Relaxed),
+            operations: c.commit.operations.load(Ordering::Relaxed),
+            group_failures: c.commit.group_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -480,5 +480,9 @@ impl Store for RedbStore {
 
     fn health(&self) -> StoreHealth {
         self.health.get()
+    }
+
+    fn commit_metrics(&self) -> Option<happn_engine::storage::CommitMetrics> {
+        Some(self.counters.commit.metrics())
     }
 }

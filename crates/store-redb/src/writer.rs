@@ -95,10 +95,9 @@ struct Broken {
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub commits: AtomicU64,
+    /// Commits, operations, failed groups, durations and group sizes (`Store::commit_metrics`).
+    pub commit: happn_engine::storage::stats::CommitCounters,
     pub durable_commits: AtomicU64,
-    pub operations: AtomicU64,
-    pub group_failures: AtomicU64,
 }
 
 pub(crate) struct Writer {
@@ -367,7 +366,7 @@ impl Writer {
                     // each waiter gets its own operation's outcome. (An I/O error instead breaks
                     // the writer, and the rest then fail fast.)
                     tracing::warn!(file = %self.file.display(), ops = jobs.len(), "group commit failed, retrying one by one: {e}");
-                    self.counters.group_failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters.commit.group_failed();
                     let mut last = Ok(());
                     for job in jobs {
                         let result = match self.unavailable() {
@@ -425,9 +424,10 @@ impl Writer {
         let Some(db) = &self.db else {
             return Err(self.unavailable().unwrap_or_else(errors::writer_gone));
         };
+        let started = Instant::now();
         match commit_jobs(db, jobs, durable) {
             Ok(results) => {
-                self.committed(durable, jobs.len() as u64);
+                self.committed(durable, jobs.len() as u64, started.elapsed());
                 Ok(results)
             }
             Err((e, doing)) => Err(self.failed(e, doing)),
@@ -444,9 +444,10 @@ impl Writer {
             db.begin_write()?.commit()?;
             Ok(())
         };
+        let started = Instant::now();
         match flushed() {
             Ok(()) => {
-                self.committed(true, 0);
+                self.committed(true, 0, started.elapsed());
                 Ok(())
             }
             Err(e) => Err(self.failed(e, "flush")),
@@ -464,9 +465,8 @@ impl Writer {
         error
     }
 
-    fn committed(&mut self, durable: bool, ops: u64) {
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.counters.operations.fetch_add(ops, Ordering::Relaxed);
+    fn committed(&mut self, durable: bool, ops: u64, took: Duration) {
+        self.counters.commit.committed(ops, took);
         if durable {
             self.counters.durable_commits.fetch_add(1, Ordering::Relaxed);
             self.dirty_since = None;

@@ -55,6 +55,17 @@ impl RoutedStore {
             .unwrap_or(&self.default)
     }
 
+    /// The default store and every route's, each once (routes may share a store).
+    fn distinct_stores(&self) -> Vec<&Arc<dyn Store>> {
+        let mut stores: Vec<&Arc<dyn Store>> = vec![&self.default];
+        for r in &self.routes {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &r.store)) {
+                stores.push(&r.store);
+            }
+        }
+        stores
+    }
+
     pub fn route_name(&self, path: &str) -> &str {
         if path.starts_with("/_SYSTEM/") {
             return "default";
@@ -83,6 +94,18 @@ impl Store for RoutedStore {
 
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError> {
         self.route(pattern.as_str()).find(pattern).await
+    }
+
+    /// Every store's records, merged in path order (`find("*")` reads the default store only).
+    /// Each store's part is a consistent state of that store; the parts are read one after the
+    /// other, which is what a batch spanning stores promises too (each part atomic in its store).
+    async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
+        let mut all = Vec::new();
+        for store in self.distinct_stores() {
+            all.extend(store.snapshot().await?);
+        }
+        all.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(all)
     }
 
     /// A batch spanning several stores is applied store by store (each part atomic in its store).
@@ -128,6 +151,14 @@ impl Store for RoutedStore {
             n += r.store.len().await?;
         }
         Ok(n)
+    }
+
+    /// Every durable store's commits together.
+    fn commit_metrics(&self) -> Option<super::CommitMetrics> {
+        self.distinct_stores()
+            .into_iter()
+            .filter_map(|s| s.commit_metrics())
+            .reduce(|all, one| all.merge(&one))
     }
 
     /// Unwritable as soon as one of the stores is (writes routed to it fail), naming it.
@@ -184,6 +215,9 @@ mod tests {
         assert!(s.get("/other").await.unwrap().is_some());
         // A query is routed by its own text: `*` reads the default store only.
         assert_eq!(s.find(&Pattern::new("*")).await.unwrap().len(), 2);
+        // A snapshot has every store's records, in path order.
+        let all: Vec<String> = s.snapshot().await.unwrap().into_iter().map(|r| r.path).collect();
+        assert_eq!(all, ["/_SYSTEM/x", "/_TAGS/sensors/live/1/abc", "/other", "/sensors/live/1"]);
         assert_eq!(s.remove_matching(&Pattern::new("/sensors/live/*")).await.unwrap().len(), 1);
         assert_eq!(s.len().await.unwrap(), 3);
     }

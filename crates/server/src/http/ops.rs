@@ -21,26 +21,32 @@ const METRICS_MAX_CONNECTIONS: usize = 64;
 
 /// The operating routes on the main port: `/health`, `/ready`, and `/metrics` when it is served
 /// there. `None`: not one of them.
-pub(super) fn serve_main(state: &AppState, method: &Method, path: &str) -> Option<Response> {
+pub(super) async fn serve_main(state: &AppState, method: &Method, path: &str) -> Option<Response> {
     let metrics_here = state.config.metrics == MetricsListen::Default && !state.config.secure;
-    serve(state, method, path, metrics_here)
+    serve(state, method, path, metrics_here).await
 }
 
-fn serve(state: &AppState, method: &Method, path: &str, metrics: bool) -> Option<Response> {
+async fn serve(state: &AppState, method: &Method, path: &str, metrics: bool) -> Option<Response> {
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
     match path {
         "/health" => Some(health(state)),
-        "/ready" => Some(ready(state)),
-        "/metrics" if metrics => Some(
-            (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                state.telemetry.render(state),
+        "/ready" => Some(ready(state).await),
+        "/metrics" if metrics => {
+            let members = match &state.cluster {
+                Some(c) => Some(c.members().await),
+                None => None,
+            };
+            Some(
+                (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    state.telemetry.render(state, members.as_deref()),
+                )
+                    .into_response(),
             )
-                .into_response(),
-        ),
+        }
         _ => None,
     }
 }
@@ -50,11 +56,12 @@ fn health(state: &AppState) -> Response {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSeconds": state.telemetry.uptime().as_secs(),
+        "connections": state.connection_count(),
     });
     super::json(StatusCode::OK, body.to_string())
 }
 
-fn ready(state: &AppState) -> Response {
+async fn ready(state: &AppState) -> Response {
     let not_ready = if state.stopping.load(Ordering::Acquire) {
         Some("server stopping".to_string())
     } else {
@@ -63,13 +70,35 @@ fn ready(state: &AppState) -> Response {
             StoreHealth::Unwritable { reason } => Some(format!("store unavailable: {reason}")),
         }
     };
-    match not_ready {
-        None => super::json(StatusCode::OK, json!({"status": "ready", "store": "ok"}).to_string()),
-        Some(reason) => super::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not ready", "reason": reason}).to_string(),
-        ),
+    let (status, mut body) = match not_ready {
+        None => (StatusCode::OK, json!({"status": "ready", "store": "ok"})),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "reason": reason})),
+    };
+    if let Some(cluster) = &state.cluster {
+        body["cluster"] = cluster_view(cluster).await;
     }
+    super::json(status, body.to_string())
+}
+
+/// `/ready`'s `cluster`: this node's name and the members as last read (at most once a second).
+async fn cluster_view(cluster: &crate::cluster::Cluster) -> serde_json::Value {
+    let mut view = json!({"node": cluster.name()});
+    match &*cluster.members().await {
+        Ok(members) => {
+            view["members"] = members
+                .iter()
+                .map(|m| {
+                    json!({"name": m.name, "url": m.url, "alive": m.alive,
+                        "heartbeatAgeMs": (m.heartbeat_age * 1000.0) as i64})
+                })
+                .collect();
+        }
+        Err(e) => {
+            view["members"] = serde_json::Value::Null;
+            view["membersError"] = e.as_str().into();
+        }
+    }
+    view
 }
 
 /// The separate metrics listener; it stops accepting when dropped.
@@ -118,5 +147,6 @@ pub(crate) async fn listen_metrics(state: &Arc<AppState>, header_timeout: Durati
 
 async fn metrics_dispatch(axum::extract::State(state): axum::extract::State<Arc<AppState>>, req: axum::extract::Request) -> Response {
     serve(&state, req.method(), req.uri().path(), true)
+        .await
         .unwrap_or_else(|| super::text(StatusCode::NOT_FOUND, &format!("Cannot {} {}", req.method(), req.uri().path())))
 }
