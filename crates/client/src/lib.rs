@@ -96,6 +96,8 @@ pub use client::Client;
 pub use config::{ClientConfig, Credentials, ReconnectPolicy, DEFAULT_PORT};
 pub use error::{Error, Result};
 pub use options::{DisconnectOptions, EventType, GetOptions, OnOptions, RemoveOptions, SetOptions};
+#[cfg(feature = "tls")]
+pub use socket::default_tls_config;
 pub use subscriptions::{Subscription, SubscriptionId};
 pub use types::{
     ClientEvent, ConnectionState, EndReason, Event, EventKind, EventMeta, Get, Item, Meta, Object, ServerInfo, Session, SystemMessage, User,

@@ -109,9 +109,10 @@ async fn connect(_config: &ClientConfig, url: String) -> Result<WsStream> {
 }
 
 /// rustls with the ring provider chosen explicitly (so that another crate enabling a second
-/// provider cannot make rustls' process-wide default ambiguous) and the webpki roots.
+/// provider cannot make rustls' process-wide default ambiguous) and the webpki roots. Public
+/// for programs that also speak HTTPS to the server (`happn-rs backup`).
 #[cfg(feature = "tls")]
-pub(crate) fn default_tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>> {
+pub fn default_tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>> {
     use std::sync::{Arc, OnceLock};
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     if let Some(c) = CONFIG.get() {

@@ -89,6 +89,15 @@ pub struct Limiter {
 pub struct Slot {
     limiter: Arc<Limiter>,
     source: Option<Source>,
+    /// The peer's address (routes open to loopback only, such as an insecure server's export).
+    peer: IpAddr,
+}
+
+impl Slot {
+    /// The address the connection comes from.
+    pub fn peer_ip(&self) -> IpAddr {
+        self.peer
+    }
 }
 
 impl Limiter {
@@ -131,6 +140,7 @@ impl Limiter {
         Ok(Slot {
             limiter: self.clone(),
             source,
+            peer: ip,
         })
     }
 

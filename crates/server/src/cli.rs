@@ -1,9 +1,11 @@
-//! `happn-rs get | set | remove | watch | status`: a command-line client for a running server,
+//! `happn-rs get | set | remove | watch | status | backup`: a command-line client for a running server,
 //! built on `happn-client`, in the manner of `redis-cli`. Every command prints JSON on standard
 //! output (one document, or one line per event for `watch`) so its output pipes into `jq`.
 //!
 //! Exit codes: 0 done; 1 the server refused or failed the request; 2 bad arguments (invalid
 //! JSON, unknown option); 3 the server could not be reached or the login was refused.
+
+mod backup;
 
 use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
@@ -88,6 +90,15 @@ pub enum ClientCommand {
     },
     /// The server's name, version, uptime, readiness and this session
     Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Save a running server's records to a file (a happn 2.x database file, for
+    /// `happn-rs import --nedb`), as of one moment, without stopping it: administrators only
+    Backup {
+        /// The file to write (replaced only when the whole backup has arrived)
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
         #[command(flatten)]
         remote: Remote,
     },
@@ -225,6 +236,7 @@ async fn execute(command: ClientCommand) -> Result<(), Failed> {
             }
             let _ = client.disconnect().await;
         }
+        ClientCommand::Backup { out, remote } => print(&backup::backup(&remote, &out).await?),
         ClientCommand::Status { remote } => {
             let client = connect(&remote).await?;
             let info = client.server_info();

@@ -1,10 +1,13 @@
 //! The HTTP side: the Primus endpoint (`/primus*`: websocket upgrade, `/primus/spec`, 426 for
 //! anything else), happn's small routes (`/version`, `/ping`), the operating routes ([`ops`]:
-//! `/health`, `/ready`, `/metrics`) and the browser client's scripts
+//! `/health`, `/ready`, `/metrics`), the online backup ([`admin`]: `/_admin/export`, for
+//! administrators only, ahead of the security middleware and its exclusions) and the browser
+//! client's scripts
 //! ([`browser`], public like the original's). Then, in secure mode, the
 //! security middleware ([`guard`]: `/auth/login`, and a session token for everything else), and
 //! last the static folder ([`static_files`]) and the 404 — the original's middleware order.
 
+mod admin;
 mod auth;
 mod browser;
 pub mod guard;
@@ -82,6 +85,10 @@ async fn dispatch(
     }
     if path == "/ping" {
         return text(StatusCode::OK, "pong");
+    }
+    if path == admin::EXPORT_PATH {
+        let peer = req.extensions().get::<Arc<crate::admission::Slot>>().map(|s| s.peer_ip());
+        return admin::export(&state, &method, &uri, &headers, peer).await;
     }
     if let Some(resp) = ops::serve_main(&state, &method, path) {
         return resp;

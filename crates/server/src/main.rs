@@ -72,7 +72,8 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load a database file written by a happn 2.x server (nedb JSON lines) into the data directory
+    /// Load a database file written by a happn 2.x server (nedb JSON lines) into the data
+    /// directory, or into a cluster's PostgreSQL database
     Import {
         /// The happn 2.x database file (services.data.config.filename of the old server)
         #[arg(long, value_name = "FILE")]
@@ -82,6 +83,8 @@ enum Command {
         /// Config file (for services.data.config: file name, datastores)
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterTarget,
     },
     /// Manage users: add, passwd, rm, list, link, unlink (in a data directory, or a running server with --url)
     User {
@@ -104,7 +107,8 @@ enum Command {
     },
     #[command(flatten)]
     Client(happn_rs::cli::ClientCommand),
-    /// Write the data directory's records as a happn 2.x database file (nedb JSON lines)
+    /// Write the data directory's records (or a cluster's) as a happn 2.x database file (nedb
+    /// JSON lines)
     Export {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -113,7 +117,31 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterTarget,
     },
+}
+
+/// `--cluster URL [--schema S]` of the offline tools: a cluster's database instead of a data
+/// directory.
+#[derive(clap::Args, Debug)]
+struct ClusterTarget {
+    /// The cluster's PostgreSQL database (postgres://user@host/db) instead of a data directory
+    #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "config"])]
+    cluster: Option<String>,
+    /// The schema the cluster's tables are in (created if missing)
+    #[arg(long, default_value = "public", requires = "cluster")]
+    schema: String,
+}
+
+impl ClusterTarget {
+    /// The cluster when `--cluster` is given, else the data directory.
+    fn or_data(self, file: Option<&PathBuf>, dir: Option<PathBuf>) -> happn_rs::tools::Target {
+        match self.cluster {
+            Some(url) => happn_rs::tools::Target::Cluster { url, schema: self.schema },
+            None => happn_rs::tools::Target::Data(data_config(file, dir)),
+        }
+    }
 }
 
 fn load_doc(file: Option<&PathBuf>) -> Result<serde_json::Value, config::ConfigError> {
@@ -178,13 +206,23 @@ fn main() -> ExitCode {
             Command::Group { command, target } => return admin::run(Admin::Group(command), target),
             Command::Cluster { command } => return happn_rs::cluster::run(command),
             Command::Client(command) => return happn_rs::cli::run(command),
-            Command::Import { nedb, data_dir, config } => happn_rs::tools::Tool::Import {
+            Command::Import {
                 nedb,
-                data: data_config(config.as_ref(), data_dir),
+                data_dir,
+                config,
+                cluster,
+            } => happn_rs::tools::Tool::Import {
+                nedb,
+                target: cluster.or_data(config.as_ref(), data_dir),
             },
-            Command::Export { data_dir, out, config } => happn_rs::tools::Tool::Export {
+            Command::Export {
+                data_dir,
                 out,
-                data: data_config(config.as_ref(), data_dir),
+                config,
+                cluster,
+            } => happn_rs::tools::Tool::Export {
+                out,
+                target: cluster.or_data(config.as_ref(), data_dir),
             },
         });
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub telemetry: crate::telemetry::Telemetry,
     /// Set when the server starts stopping: `/ready` answers 503 from then on.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// `/_admin/export`: one at a time (each holds a copy of the record list while it sends).
+    pub(crate) exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             cluster: None,
             telemetry: Default::default(),
             stopping: Default::default(),
+            exports: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

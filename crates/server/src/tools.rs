@@ -1,22 +1,54 @@
-//! Offline tools on a data directory: `happn-rs import --nedb FILE` and `happn-rs export`.
+//! Offline tools: `happn-rs import --nedb FILE` and `happn-rs export`, on a data directory or on
+//! a cluster's PostgreSQL database (`--cluster URL [--schema S]`).
+//!
+//! On a cluster the records are read and written through [`PgStore`] opened *without* cluster
+//! mode: no event log, no membership. That is what a migration wants (a happn 2.x database into
+//! a new schema before the nodes start, or a copy out of it), but it means running nodes deliver
+//! no events for imported records and keep the users and groups they cached until they restart,
+//! so `import` names the live nodes it finds.
 
 use crate::config::{ConfigError, DataConfig};
 use happn_engine::nedb;
-use happn_engine::storage::WriteBatch;
-use happn_engine::Pattern;
+use happn_engine::storage::{Store, WriteBatch};
+use happn_store_postgres::{PgOptions, PgStore};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 pub enum Tool {
-    Import {
-        nedb: PathBuf,
-        data: Result<DataConfig, ConfigError>,
-    },
-    Export {
-        out: Option<PathBuf>,
-        data: Result<DataConfig, ConfigError>,
-    },
+    Import { nedb: PathBuf, target: Target },
+    Export { out: Option<PathBuf>, target: Target },
+}
+
+/// Where the records are.
+pub enum Target {
+    /// A data directory (the config's `services.data.config`, with `--data-dir` on top).
+    Data(Result<DataConfig, ConfigError>),
+    /// A cluster's PostgreSQL database, in `schema`.
+    Cluster { url: String, schema: String },
+}
+
+impl Target {
+    /// The store, what to call it in messages, and (cluster) the database to look at nodes in.
+    async fn open(self, tool: &str) -> Result<(Arc<dyn Store>, String, Option<Arc<PgStore>>), ToolError> {
+        match self {
+            Target::Data(data) => {
+                let data = data?;
+                let store = crate::open_store(&data).await.map_err(|e| ToolError::Failed(e.to_string()))?;
+                Ok((store, data.path_of(&data.file).display().to_string(), None))
+            }
+            Target::Cluster { url, schema } => {
+                let mut options = PgOptions::new(url);
+                options.schema = schema.clone();
+                options.pool_size = 2;
+                options.application_name = format!("happn-rs {tool}");
+                let pg = Arc::new(PgStore::open(options).await.map_err(|e| ToolError::Failed(e.to_string()))?);
+                let name = format!("{} (schema {schema})", pg.target());
+                Ok((pg.clone(), name, Some(pg)))
+            }
+        }
+    }
 }
 
 /// Run a tool; exit code 0 on success, 1 on failure, 2 on a bad config.
@@ -27,8 +59,8 @@ pub fn run(tool: Tool) -> ExitCode {
         .expect("tokio runtime");
     let result = rt.block_on(async {
         match tool {
-            Tool::Import { nedb, data } => import(&nedb, data?).await,
-            Tool::Export { out, data } => export(out.as_ref(), data?).await,
+            Tool::Import { nedb, target } => import(&nedb, target).await,
+            Tool::Export { out, target } => export(out.as_ref(), target).await,
         }
     });
     match result {
@@ -52,10 +84,27 @@ enum ToolError {
     Failed(String),
 }
 
-async fn import(file: &PathBuf, data: DataConfig) -> Result<(), ToolError> {
+async fn import(file: &PathBuf, target: Target) -> Result<(), ToolError> {
     let text = std::fs::read_to_string(file).map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", file.display())))?;
     let loaded = nedb::parse(&text).map_err(|e| ToolError::Failed(format!("{}: {e}", file.display())))?;
-    let store = crate::open_store(&data).await.map_err(|e| ToolError::Failed(e.to_string()))?;
+    let (store, dest, cluster) = target.open("import").await?;
+    if let Some(pg) = cluster {
+        let live: Vec<String> = pg
+            .members()
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?
+            .into_iter()
+            .filter(|m| m.alive)
+            .map(|m| m.name)
+            .collect();
+        if !live.is_empty() {
+            eprintln!(
+                "happn-rs: warning: nodes are running on this cluster ({}): they read the imported records, but deliver \
+                 no events for them and keep the users and groups they cached until they restart",
+                live.join(", ")
+            );
+        }
+    }
     let count = loaded.records.len();
     let users = loaded
         .records
@@ -82,7 +131,7 @@ async fn import(file: &PathBuf, data: DataConfig) -> Result<(), ToolError> {
     eprintln!(
         "imported {count} records ({users} users, {groups} groups) from {} into {}{}",
         file.display(),
-        data.path_of(&data.file).display(),
+        dest,
         if loaded.skipped > 0 {
             format!("; skipped {} unreadable lines", loaded.skipped)
         } else {
@@ -92,9 +141,10 @@ async fn import(file: &PathBuf, data: DataConfig) -> Result<(), ToolError> {
     Ok(())
 }
 
-async fn export(out: Option<&PathBuf>, data: DataConfig) -> Result<(), ToolError> {
-    let store = crate::open_store(&data).await.map_err(|e| ToolError::Failed(e.to_string()))?;
-    let records = store.find(&Pattern::new("*")).await.map_err(|e| ToolError::Failed(e.to_string()))?;
+async fn export(out: Option<&PathBuf>, target: Target) -> Result<(), ToolError> {
+    let (store, _, _) = target.open("export").await?;
+    // Every datastore's records (a `*` scan would read the default one only).
+    let records = store.snapshot().await.map_err(|e| ToolError::Failed(e.to_string()))?;
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| ToolError::Failed(format!("cannot write {}: {e}", p.display())))?),
         None => Box::new(std::io::stdout().lock()),

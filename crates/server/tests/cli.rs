@@ -5,7 +5,7 @@ mod common;
 
 use common::{connect, free_port, server_command, Proc};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,20 +21,8 @@ fn happn(url: &str, args: &[&str]) -> Command {
 }
 
 /// Run to the end (20 s at most) with `stdin` as standard input.
-fn run(mut c: Command, stdin: &str) -> Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the command did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+fn run(c: Command, stdin: &str) -> Output {
+    common::run_to_end(c, stdin, Duration::from_secs(20))
 }
 
 /// The JSON a successful command printed.

@@ -86,6 +86,31 @@ use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 use writer::{Connector, Health, Job, Msg, Op, Outcome, Writer};
 
+/// For tests that need the database `scripts/pg.sh` starts (this crate's, the server's); not an
+/// API.
+#[doc(hidden)]
+pub mod testing {
+    /// The URL of the test database (`HAPPN_PG_URL`), or `None` when `HAPPN_PG_SKIP=1` says to
+    /// skip. Without either it panics with `how`, the command to run the test through
+    /// `scripts/pg.sh`: a missing database must not pass for a green run.
+    pub fn url(how: &str) -> Option<String> {
+        match std::env::var("HAPPN_PG_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("HAPPN_PG_SKIP").as_deref() == Ok("1") => {
+                eprintln!("HAPPN_PG_SKIP=1: PostgreSQL test skipped");
+                None
+            }
+            _ => panic!(
+                "HAPPN_PG_URL is not set: run the PostgreSQL tests through scripts/pg.sh, which starts a private \
+                 PostgreSQL and sets it: `{how}` (or set HAPPN_PG_SKIP=1 to skip them)"
+            ),
+        }
+    }
+}
+
+/// Rows a snapshot ([`Store::snapshot`]) reads per round trip.
+const SNAPSHOT_BATCH: i32 = 1000;
+
 /// How to reach the database and how to use it.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -441,6 +466,54 @@ impl Store for PgStore {
             None => self.read(&self.sql.scan_open, &[&prefix], keep).await?,
         };
         Ok(found.into_iter().flatten().collect())
+    }
+
+    /// One `REPEATABLE READ, READ ONLY` transaction: every row as of its first read, whatever
+    /// commits meanwhile (no locks taken, so writers are never held up). Read through a portal
+    /// [`SNAPSHOT_BATCH`] rows at a time, so no single statement runs long, however large the
+    /// table.
+    async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
+        use tokio_postgres::IsolationLevel;
+        let map = |e: tokio_postgres::Error| errors::map(&e, &self.target);
+        let bounded = |what: &'static str| {
+            let target = self.target.clone();
+            let limit = self.op_timeout;
+            move |_| errors::unavailable(&format!("{target}: no answer within {limit:?} ({what})"))
+        };
+        let mut client = tokio::time::timeout(self.op_timeout, self.pool.get())
+            .await
+            .map_err(bounded("connect"))?
+            .map_err(|e| errors::pool(e, &self.target))?;
+        let begin = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start();
+        let txn = tokio::time::timeout(self.op_timeout, begin)
+            .await
+            .map_err(bounded("begin"))?
+            .map_err(map)?;
+        let everything = "";
+        let portal = tokio::time::timeout(self.op_timeout, txn.bind(&self.sql.scan_open, &[&everything]))
+            .await
+            .map_err(bounded("scan"))?
+            .map_err(map)?;
+        let mut out = Vec::new();
+        loop {
+            let rows = tokio::time::timeout(self.op_timeout, txn.query_portal(&portal, SNAPSHOT_BATCH))
+                .await
+                .map_err(bounded("scan"))?
+                .map_err(map)?;
+            for row in &rows {
+                out.push(record(row)?);
+            }
+            if rows.len() < SNAPSHOT_BATCH as usize {
+                break;
+            }
+        }
+        // Read only: nothing to keep, so the end of the transaction cannot lose anything.
+        let _ = tokio::time::timeout(self.op_timeout, txn.commit()).await;
+        Ok(out)
     }
 
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {

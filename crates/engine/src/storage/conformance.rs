@@ -40,6 +40,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("tags_and_siblings", |s| Box::pin(tags_and_siblings(s))),
         ("concurrent_merges_lose_nothing", |s| Box::pin(concurrent_merges_lose_nothing(s))),
         ("large_values", |s| Box::pin(large_values(s))),
+        ("snapshots_are_consistent", |s| Box::pin(snapshots_are_consistent(s))),
     ]
 }
 
@@ -330,4 +331,67 @@ pub async fn large_values(s: Arc<dyn Store>) {
     assert_eq!(paths(&*s, "/many/*").await.len(), 5_000);
     assert_eq!(s.remove_matching(&Pattern::new("/many/*")).await.expect("remove").len(), 5_000);
     assert_eq!(s.len().await.expect("len"), 1);
+}
+
+/// `snapshot` is every record as of one moment, taken while a writer is busy: every batch whole
+/// (two accounts whose sum each batch keeps), every write answered before it began there, and
+/// the writer's sequence a prefix (nothing later without everything earlier).
+pub async fn snapshots_are_consistent(s: Arc<dyn Store>) {
+    const STEPS: usize = 120;
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    s.write(WriteBatch {
+        puts: vec![rec("/acct/a", json!(STEPS)), rec("/acct/b", json!(0))],
+        removes: vec![],
+    })
+    .await
+    .expect("write");
+    let writer = {
+        let (s, answered) = (s.clone(), answered.clone());
+        tokio::spawn(async move {
+            for i in 0..STEPS {
+                s.write(WriteBatch {
+                    puts: vec![
+                        rec("/acct/a", json!(STEPS - i - 1)),
+                        rec("/acct/b", json!(i + 1)),
+                        rec(&format!("/seq/{i:04}"), json!(i)),
+                    ],
+                    removes: vec![],
+                })
+                .await
+                .expect("write");
+                answered.store(i + 1, std::sync::atomic::Ordering::Release);
+            }
+        })
+    };
+    let mut snapshots = 0;
+    loop {
+        let done = writer.is_finished();
+        let before = answered.load(std::sync::atomic::Ordering::Acquire);
+        let all = s.snapshot().await.expect("snapshot");
+        let paths: Vec<&str> = all.iter().map(|r| r.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        assert_eq!(paths, sorted, "a snapshot is in path order");
+        let value = |p: &str| {
+            all.iter()
+                .find(|r| r.path == p)
+                .map(|r| r.data["value"].as_u64().expect("a number"))
+        };
+        let (a, b) = (value("/acct/a").expect("a"), value("/acct/b").expect("b"));
+        assert_eq!(a + b, STEPS as u64, "a snapshot sees whole batches only");
+        let seq: Vec<&str> = paths.iter().copied().filter(|p| p.starts_with("/seq/")).collect();
+        assert_eq!(seq.len() as u64, b, "the sequence and the accounts are of one moment");
+        for (i, p) in seq.iter().enumerate() {
+            assert_eq!(*p, format!("/seq/{i:04}"), "the sequence is a prefix");
+        }
+        assert!(seq.len() >= before, "every write answered before the snapshot is in it");
+        snapshots += 1;
+        if done {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.expect("writer");
+    assert!(snapshots > 0);
+    assert_eq!(s.snapshot().await.expect("snapshot").len(), STEPS + 2);
 }

@@ -150,6 +150,17 @@ pub trait Store: Send + Sync + 'static {
     /// yields at most one record.
     async fn find(&self, pattern: &Pattern) -> Result<Vec<Record>, StoreError>;
 
+    /// Every record of the store, in ascending path order, as one consistent state: every batch
+    /// whole, every write answered before the call began included, none half-applied (what an
+    /// online backup needs). The default is `find("*")`, which is that for a store whose scan is
+    /// one step under its own lock (memory, and redb's in-memory mirror, which the writer
+    /// updates one committed operation at a time). A store whose records are not all behind one
+    /// scan says how it does it: several stores ([`RoutedStore`]) read each in turn, PostgreSQL
+    /// reads in one `REPEATABLE READ` transaction.
+    async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
+        self.find(&Pattern::new("*")).await
+    }
+
     /// Apply a batch atomically. When this returns `Ok`, the batch is as durable as the
     /// backend promises (a durable backend returns only after it is on disk).
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;

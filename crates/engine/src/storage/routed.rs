@@ -85,6 +85,24 @@ impl Store for RoutedStore {
         self.route(pattern.as_str()).find(pattern).await
     }
 
+    /// Every store's records, merged in path order (`find("*")` reads the default store only).
+    /// Each store's part is a consistent state of that store; the parts are read one after the
+    /// other, which is what a batch spanning stores promises too (each part atomic in its store).
+    async fn snapshot(&self) -> Result<Vec<Record>, StoreError> {
+        let mut stores: Vec<&Arc<dyn Store>> = vec![&self.default];
+        for r in &self.routes {
+            if !stores.iter().any(|s| Arc::ptr_eq(s, &r.store)) {
+                stores.push(&r.store);
+            }
+        }
+        let mut all = Vec::new();
+        for store in stores {
+            all.extend(store.snapshot().await?);
+        }
+        all.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(all)
+    }
+
     /// A batch spanning several stores is applied store by store (each part atomic in its store).
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut parts: Vec<(Arc<dyn Store>, WriteBatch)> = Vec::new();
@@ -184,6 +202,9 @@ mod tests {
         assert!(s.get("/other").await.unwrap().is_some());
         // A query is routed by its own text: `*` reads the default store only.
         assert_eq!(s.find(&Pattern::new("*")).await.unwrap().len(), 2);
+        // A snapshot has every store's records, in path order.
+        let all: Vec<String> = s.snapshot().await.unwrap().into_iter().map(|r| r.path).collect();
+        assert_eq!(all, ["/_SYSTEM/x", "/_TAGS/sensors/live/1/abc", "/other", "/sensors/live/1"]);
         assert_eq!(s.remove_matching(&Pattern::new("/sensors/live/*")).await.unwrap().len(), 1);
         assert_eq!(s.len().await.unwrap(), 3);
     }

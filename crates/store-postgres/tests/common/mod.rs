@@ -9,18 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The URL of the test database, or `None` when `HAPPN_PG_SKIP=1` says to skip. Without either,
 /// the test fails: a missing database must not pass for a green run.
 pub fn url() -> Option<String> {
-    match std::env::var("HAPPN_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("HAPPN_PG_SKIP").as_deref() == Ok("1") => {
-            eprintln!("HAPPN_PG_SKIP=1: PostgreSQL test skipped");
-            None
-        }
-        _ => panic!(
-            "HAPPN_PG_URL is not set: run the PostgreSQL tests through scripts/pg.sh, which starts a private \
-             PostgreSQL and sets it: `scripts/pg.sh run cargo test --release -p happn-store-postgres` \
-             (or set HAPPN_PG_SKIP=1 to skip them)"
-        ),
-    }
+    happn_store_postgres::testing::url("scripts/pg.sh run cargo test --release -p happn-store-postgres")
 }
 
 /// The instance directory `scripts/pg.sh` made (tests that stop and start the server need it).
