@@ -7,7 +7,7 @@
 //! addition and a comparison until the next step is reached, so the loop it sits in costs the
 //! same with or without it.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -41,12 +41,16 @@ impl Progress {
         let bar = bar.then(|| {
             let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             let template = if total.is_some() {
-                "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({per_sec}, {eta} left)"
+                "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} {msg} ({rate}/s, {eta} left)"
             } else {
-                "{prefix} [{elapsed_precise}] {spinner} {human_pos} {msg} ({per_sec})"
+                "{prefix} [{elapsed_precise}] {spinner} {human_pos} {msg} ({rate}/s)"
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
-                bar.set_style(style);
+                // A whole number (indicatif's `per_sec` shows four decimals).
+                let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}", state.per_sec());
+                };
+                bar.set_style(style.with_key("rate", rate));
             }
             bar.set_prefix(label);
             bar.set_message(unit);
