@@ -34,10 +34,25 @@ pub struct Loaded {
 const ESCAPED_DOT: &str = "\\u002e";
 
 pub fn parse(text: &str) -> Result<Loaded, NedbError> {
+    parse_with_progress(text, |_| {})
+}
+
+/// Lines between two calls of [`parse_with_progress`]'s callback.
+pub const PROGRESS_LINES: usize = 10_000;
+
+/// [`parse`], calling `progress(n)` after every [`PROGRESS_LINES`] lines (and once for the rest
+/// at the end) with the number of lines read since the last call: `happn-rs import` shows it.
+pub fn parse_with_progress(text: &str, mut progress: impl FnMut(u64)) -> Result<Loaded, NedbError> {
     let mut docs: BTreeMap<String, Record> = BTreeMap::new();
     let mut total = 0usize;
     let mut bad: Vec<(usize, String)> = Vec::new();
+    let mut since = 0usize;
     for (n, line) in text.lines().enumerate() {
+        since += 1;
+        if since == PROGRESS_LINES {
+            progress(since as u64);
+            since = 0;
+        }
         if line.trim().is_empty() {
             continue;
         }
@@ -52,6 +67,9 @@ pub fn parse(text: &str) -> Result<Loaded, NedbError> {
             }
             Err(reason) => bad.push((n + 1, reason)),
         }
+    }
+    if since > 0 {
+        progress(since as u64);
     }
     if !bad.is_empty() && bad.len() * 10 > total {
         let (line, reason) = bad.swap_remove(0);
@@ -230,6 +248,18 @@ mod tests {
         assert_eq!(Value::Object(l.records[0].data.map().clone()), json!({"a": 1, "b": [2]}));
         let again = parse(&line(&l.records[0])).unwrap();
         assert_eq!(again.records, l.records);
+    }
+
+    #[test]
+    fn progress_counts_every_line() {
+        let lines = PROGRESS_LINES * 2 + 7;
+        let text: String = (0..lines)
+            .map(|i| format!("{{\"_id\":\"/k/{i}\",\"data\":{{}},\"created\":1}}\n"))
+            .collect();
+        let mut calls = Vec::new();
+        let l = parse_with_progress(&text, |n| calls.push(n)).unwrap();
+        assert_eq!(l.records.len(), lines);
+        assert_eq!(calls, [PROGRESS_LINES as u64, PROGRESS_LINES as u64, 7]);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! checked for types up front so a wrong value stops the server with a clear message instead of
 //! surprising it later. Unknown keys are warned about, not fatal.
 
+pub mod keys;
+
 use happn_engine::security::{GroupSpec, SecurityConfig, UserSpec};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -344,6 +346,12 @@ impl Reader<'_> {
             }),
         }
     }
+    /// Whether `key` is one the loader reads ([`keys::KEYS`]); warned about as unknown if not.
+    /// Every loop over a config object asks this first, so the list is the one place a key is
+    /// accepted.
+    fn known(&mut self, key: &str) -> bool {
+        keys::check(key, self.warnings)
+    }
     fn unknown(&mut self, key: &str) {
         self.warnings.push(format!("unknown config key `{key}` ignored"));
     }
@@ -390,7 +398,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
     };
     let top = r.object("(top level)", doc)?;
     for (key, v) in top {
-        if v.is_null() {
+        if v.is_null() || !r.known(key) {
             continue;
         }
         match key.as_str() {
@@ -414,6 +422,9 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "utils" => {
                 let u = r.object("utils", v)?;
                 for (k, lv) in u {
+                    if !r.known(&format!("utils.{k}")) {
+                        continue;
+                    }
                     match k.as_str() {
                         "logLevel" => {
                             r.string("utils.logLevel", lv)?;
@@ -441,6 +452,9 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
 fn read_connections(r: &mut Reader<'_>, v: &Value, limits: &mut ConnectionLimits) -> Result<(), ConfigError> {
     for (k, cv) in r.object("connections", v)? {
         let ck = format!("connections.{k}");
+        if !r.known(&ck) {
+            continue;
+        }
         match k.as_str() {
             "max" => limits.max = Some(r.uint(&ck, cv, u32::MAX as u64)?.max(1) as usize),
             "maxPerIp" => limits.max_per_ip = Some(r.uint(&ck, cv, u32::MAX as u64)? as usize),
@@ -455,6 +469,9 @@ fn read_connections(r: &mut Reader<'_>, v: &Value, limits: &mut ConnectionLimits
 fn read_limits(r: &mut Reader<'_>, v: &Value, limits: &mut SessionLimits) -> Result<(), ConfigError> {
     for (k, lv) in r.object("limits", v)? {
         let lk = format!("limits.{k}");
+        if !r.known(&lk) {
+            continue;
+        }
         let rate = || match lv.as_f64() {
             Some(n) if (0.0..=1e9).contains(&n) => Ok(n),
             _ => Err(ConfigError::Type {
@@ -475,6 +492,9 @@ fn read_limits(r: &mut Reader<'_>, v: &Value, limits: &mut SessionLimits) -> Res
 
 fn read_admin(r: &mut Reader<'_>, key: &str, v: &Value, sec: &mut SecurityConfig) -> Result<(), ConfigError> {
     for (k, av) in r.object(key, v)? {
+        if !r.known(&format!("{key}.{k}")) {
+            continue;
+        }
         match k.as_str() {
             "password" => sec.admin_password = Some(r.string(&format!("{key}.password"), av)?),
             "custom_data" | "publicKey" => {}
@@ -496,6 +516,9 @@ fn read_users(r: &mut Reader<'_>, v: &Value) -> Result<Vec<UserSpec>, ConfigErro
         let o = r.object(&key, u)?;
         let mut spec = UserSpec::default();
         for (k, fv) in o {
+            if !r.known(&format!("{key}.{k}")) {
+                continue;
+            }
             match k.as_str() {
                 "username" => spec.username = r.string(&format!("{key}.username"), fv)?,
                 "password" => spec.password = Some(r.string(&format!("{key}.password"), fv)?),
@@ -542,6 +565,9 @@ fn read_groups(r: &mut Reader<'_>, v: &Value) -> Result<Vec<GroupSpec>, ConfigEr
         let o = r.object(&key, g)?;
         let mut spec = GroupSpec::default();
         for (k, fv) in o {
+            if !r.known(&format!("{key}.{k}")) {
+                continue;
+            }
             match k.as_str() {
                 "name" => spec.name = r.string(&format!("{key}.name"), fv)?,
                 "custom_data" => spec.custom_data = Some(fv.clone()),
@@ -579,6 +605,9 @@ fn read_groups(r: &mut Reader<'_>, v: &Value) -> Result<Vec<GroupSpec>, ConfigEr
 fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), ConfigError> {
     for (name, svc) in r.object("services", v)? {
         let key = format!("services.{name}");
+        if !r.known(&key) {
+            continue;
+        }
         let svc = r.object(&key, svc)?;
         let Some(cfg) = svc.get("config") else {
             continue;
@@ -588,6 +617,9 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
             "security" | "auth" => {
                 for (k, sv) in cfg {
                     let sk = format!("{key}.config.{k}");
+                    if !r.known(&sk) {
+                        continue;
+                    }
                     match k.as_str() {
                         "adminUser" => read_admin(r, &sk, sv, &mut c.security)?,
                         "sessionTokenSecret" => c.security.token_secret = Some(r.string(&sk, sv)?),
@@ -604,6 +636,9 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
                         "accountLockout" => {
                             for (lk, lv) in r.object(&sk, sv)? {
                                 let lkey = format!("{sk}.{lk}");
+                                if !r.known(&lkey) {
+                                    continue;
+                                }
                                 match lk.as_str() {
                                     "enabled" => c.security.lockout.enabled = r.boolean(&lkey, lv)?,
                                     "attempts" => c.security.lockout.attempts = r.uint(&lkey, lv, u32::MAX as u64)? as u32,
@@ -619,10 +654,16 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
             "pubsub" => {
                 for (k, pv) in cfg {
                     let pk = format!("{key}.config.{k}");
+                    if !r.known(&pk) {
+                        continue;
+                    }
                     match k.as_str() {
                         "primusOpts" => {
                             for (ok, ov) in r.object(&pk, pv)? {
                                 let ok2 = format!("{pk}.{ok}");
+                                if !r.known(&ok2) {
+                                    continue;
+                                }
                                 match ok.as_str() {
                                     "allowSkippedHeartBeats" => c.allow_skipped_heartbeats = (r.uint(&ok2, ov, 1000)? as u32).max(2),
                                     "pongSkipTime" => c.pong_skip_time_ms = r.uint(&ok2, ov, 3_600_000)?,
@@ -642,6 +683,9 @@ fn read_services(r: &mut Reader<'_>, v: &Value, c: &mut Config) -> Result<(), Co
             "connect" => {
                 for (k, mv) in cfg {
                     let mk = format!("{key}.config.{k}");
+                    if !r.known(&mk) {
+                        continue;
+                    }
                     match k.as_str() {
                         "middleware" => c.http_security = crate::http::guard::SecurityMiddleware::from_middleware(&mk, mv, r.warnings)?,
                         _ => r.unknown(&mk),
@@ -658,6 +702,9 @@ fn read_cluster(r: &mut Reader<'_>, v: &Value) -> Result<ClusterConfig, ConfigEr
     let mut c = ClusterConfig::new("");
     for (k, cv) in r.object("cluster", v)? {
         let ck = format!("cluster.{k}");
+        if !r.known(&ck) {
+            continue;
+        }
         match k.as_str() {
             "url" => c.url = r.string(&ck, cv)?,
             "schema" => c.schema = r.string(&ck, cv)?,
@@ -680,6 +727,9 @@ fn read_cluster(r: &mut Reader<'_>, v: &Value) -> Result<ClusterConfig, ConfigEr
 fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut DataConfig) -> Result<(), ConfigError> {
     for (k, v) in cfg {
         let dk = format!("{key}.{k}");
+        if !r.known(&dk) {
+            continue;
+        }
         match k.as_str() {
             "filename" | "dbfile" => data.file = r.string(&dk, v)?,
             "durability" => match r.string(&dk, v)?.as_str() {
@@ -705,6 +755,9 @@ fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut
                     let mut spec = DatastoreSpec::default();
                     for (f, fv) in r.object(&sk, d)? {
                         let fk = format!("{sk}.{f}");
+                        if !r.known(&fk) {
+                            continue;
+                        }
                         match f.as_str() {
                             "name" => spec.name = r.string(&fk, fv)?,
                             "isDefault" => spec.is_default = r.boolean(&fk, fv)?,
@@ -724,6 +777,9 @@ fn read_data(r: &mut Reader<'_>, key: &str, cfg: &Map<String, Value>, data: &mut
                             "settings" => {
                                 for (sf, sv) in r.object(&fk, fv)? {
                                     let sfk = format!("{fk}.{sf}");
+                                    if !r.known(&sfk) {
+                                        continue;
+                                    }
                                     match sf.as_str() {
                                         "filename" | "dbfile" => spec.file = Some(r.string(&sfk, sv)?),
                                         "memory" => spec.memory = r.boolean(&sfk, sv)?,

@@ -11,6 +11,7 @@ pub(crate) mod encryption;
 pub(crate) mod handler;
 pub(crate) mod http;
 pub(crate) mod outbox;
+pub mod progress;
 pub(crate) mod session;
 pub mod state;
 pub(crate) mod system;

@@ -49,10 +49,9 @@ impl Transport {
                 Some(other) => Err(type_error(&format!("transport.{k}"), "a string", other)),
             }
         };
+        // Which keys are read: config::keys (the reference test checks the list).
         for k in obj.keys() {
-            if !matches!(k.as_str(), "mode" | "cert" | "key" | "certPath" | "keyPath") {
-                warnings.push(format!("unknown config key `transport.{k}` ignored"));
-            }
+            crate::config::keys::check(&format!("transport.{k}"), warnings);
         }
         match string("mode")?.as_deref() {
             None | Some("http") => return Ok(Transport::Http),

@@ -39,12 +39,14 @@ impl SecurityMiddleware {
         let mut mw = SecurityMiddleware::default();
         for (name, cfg) in object(key, v)? {
             let key = format!("{key}.{name}");
-            if name != "security" {
-                warnings.push(format!("unknown config key `{key}` ignored"));
+            if !crate::config::keys::check(&key, warnings) {
                 continue;
             }
             for (k, sv) in object(&key, cfg)? {
                 let sk = format!("{key}.{k}");
+                if !crate::config::keys::check(&sk, warnings) {
+                    continue;
+                }
                 match k.as_str() {
                     "exclusions" => {
                         let list = sv.as_array().ok_or_else(|| type_error(&sk, "an array of path patterns", sv))?;
