@@ -11,6 +11,7 @@
 use crate::conn::{self, is_error, BoxError, Ws};
 use crate::measure::{now_micros, Tally, Window};
 use crate::report::{round, round3, Report};
+use crate::scenarios::{field_u64, next_text};
 use crate::{Common, WriteMode};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::json;
@@ -86,26 +87,12 @@ async fn subscribe(common: Common, node: usize, window: Window) -> Result<tokio:
             events: 0,
             cross: Tally::new(),
         };
-        loop {
-            // Until the window has closed and the stream has gone quiet.
-            let wait = if Instant::now() < window.end {
-                Duration::from_secs(30)
-            } else {
-                Duration::from_secs(2)
-            };
-            let msg = match tokio::time::timeout(wait, ws.next()).await {
-                Ok(Some(Ok(m))) => m,
-                _ => break,
-            };
-            let Message::Text(t) = msg else { continue };
-            if let Some(n) = t.strip_prefix("\"primus::ping::") {
-                let _ = ws.send(Message::Text(format!("\"primus::pong::{n}").into())).await;
-                continue;
-            }
+        // Until the window has closed and the stream has gone quiet.
+        while let Some(t) = next_text(&mut ws, window, Duration::from_secs(2)).await {
             if !t.contains("\"type\":\"data\"") {
                 continue;
             }
-            let (Some(sent), Some(writer)) = (field(&t, "\"t\":"), field(&t, "\"n\":")) else {
+            let (Some(sent), Some(writer)) = (field_u64(&t, "\"t\":"), field_u64(&t, "\"n\":")) else {
                 continue;
             };
             if sent < from || sent >= to {
@@ -118,13 +105,6 @@ async fn subscribe(common: Common, node: usize, window: Window) -> Result<tokio:
         }
         seen
     }))
-}
-
-fn field(text: &str, key: &str) -> Option<u64> {
-    let at = text.find(key)? + key.len();
-    let digits = &text[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
 
 /// Keep `inflight` sets outstanding (paced to `interval` between sends when set); counts the

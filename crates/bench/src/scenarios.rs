@@ -197,21 +197,7 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
         sub_tasks.push(tokio::spawn(async move {
             let mut lat = Tally::new();
             // Read until the window has closed and the stream has gone quiet.
-            loop {
-                let deadline = if Instant::now() < window.end {
-                    Duration::from_secs(30)
-                } else {
-                    Duration::from_millis(500)
-                };
-                let msg = match tokio::time::timeout(deadline, ws.next()).await {
-                    Ok(Some(Ok(m))) => m,
-                    _ => break,
-                };
-                let Message::Text(t) = msg else { continue };
-                if let Some(n) = t.strip_prefix("\"primus::ping::") {
-                    let _ = ws.send(Message::Text(format!("\"primus::pong::{n}").into())).await;
-                    continue;
-                }
+            while let Some(t) = next_text(&mut ws, window, Duration::from_millis(500)).await {
                 let now = Instant::now();
                 if !window.contains(now) || !t.contains("\"type\":\"data\"") {
                     continue;
@@ -276,7 +262,29 @@ pub async fn fanout(common: &Common, publishers: usize, subscribers: usize, infl
     Ok(())
 }
 
-fn field_u64(text: &str, key: &str) -> Option<u64> {
+/// The next text frame of a subscriber's socket (answering pings on the way), waiting up to 30 s
+/// while `window` is open and `quiet` after it; `None` when the stream has ended or gone quiet.
+pub async fn next_text(ws: &mut Ws, window: Window, quiet: Duration) -> Option<String> {
+    loop {
+        let wait = if Instant::now() < window.end {
+            Duration::from_secs(30)
+        } else {
+            quiet
+        };
+        let msg = match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            _ => return None,
+        };
+        let Message::Text(t) = msg else { continue };
+        if let Some(n) = t.strip_prefix("\"primus::ping::") {
+            let _ = ws.send(Message::Text(format!("\"primus::pong::{n}").into())).await;
+            continue;
+        }
+        return Some(t.to_string());
+    }
+}
+
+pub fn field_u64(text: &str, key: &str) -> Option<u64> {
     let at = text.find(key)? + key.len();
     let rest = &text[at..];
     let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());

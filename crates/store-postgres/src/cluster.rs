@@ -107,7 +107,8 @@ impl Node {
     /// the log stands, and start heartbeating and trimming.
     pub(crate) async fn start(options: ClusterOptions, connector: Arc<Connector>, pool: Pool) -> Result<Node, StoreError> {
         let target = connector.target.clone();
-        let instance = uuid_like();
+        // Tells this process from another of the same name (a restart, a clash).
+        let instance = happn_engine::data::unique_id();
         let client = pool.get().await.map_err(|e| errors::pool(e, &target))?;
         let sql = &connector.sql;
         let map = |e: tokio_postgres::Error| errors::map(&e, &target);
@@ -176,24 +177,6 @@ pub(crate) fn member(row: &Row, ttl: Duration) -> Member {
         heartbeat_age,
         alive: heartbeat_age < ttl.as_secs_f64(),
     }
-}
-
-/// 32 hex digits that tell this process from another of the same name.
-fn uuid_like() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::with_capacity(32);
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
 }
 
 /// Heartbeat every `options.heartbeat`, and note where the log ends (the lag metric); every fifth
