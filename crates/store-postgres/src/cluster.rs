@@ -13,6 +13,16 @@
 //!
 //! The reader waits for the server to take each batch (a bounded channel), so a slow node
 //! falls behind in the log, not in memory.
+//!
+//! # The writer's shortcut
+//! The events of this node's own writes need not make the round trip through the log: at
+//! commit the writer knows them and their ids. When they follow the last id handed on directly
+//! (nothing committed before them is unread) and the channel has room, the writer hands them on
+//! itself ([`Tail::offer`]), and the reader skips the notification of that commit. Otherwise
+//! (another node's events came between, or the channel is full) the reader reads them from the
+//! log as any other. One lock over "the last id handed on" keeps the two in id order, so the
+//! server sees exactly the sequence the log holds; the shortcut saves a notification and a read
+//! on the way from a write to its reply (event before reply, docs/CLUSTER.md).
 
 use crate::errors;
 use crate::schema::TRIM_LOCK;
@@ -21,7 +31,7 @@ use deadpool_postgres::Pool;
 use happn_engine::pubsub::EventKind;
 use happn_engine::storage::events::{Event, EventId, LoggedEvent, TailItem};
 use happn_engine::StoreError;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -82,6 +92,52 @@ const TAIL_CHANNEL: usize = 64;
 /// The reader's reconnect back-off.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Where this node's events go on their way to its subscribers (see the module docs).
+pub(crate) struct Tail {
+    tx: mpsc::Sender<TailItem>,
+    /// The last id handed on; held while handing on, so batches leave in id order.
+    last: tokio::sync::Mutex<EventId>,
+    /// A copy of `last` that needs no lock: the reader's next `id > …`, and the notifications
+    /// it need not act on.
+    handed: AtomicI64,
+}
+
+impl Tail {
+    fn new(tx: mpsc::Sender<TailItem>, after: EventId) -> Tail {
+        Tail {
+            tx,
+            last: tokio::sync::Mutex::new(after),
+            handed: AtomicI64::new(after),
+        }
+    }
+
+    fn handed(&self) -> EventId {
+        self.handed.load(Ordering::Acquire)
+    }
+
+    /// The writer's events of one commit, ids ascending: handed on at once if they directly
+    /// follow the last id handed on, without waiting for the lock or for room in the channel.
+    /// `false`: not handed on, the reader will read them from the log.
+    pub(crate) fn offer(&self, events: Vec<LoggedEvent>) -> bool {
+        let (Some(first), Some(newest)) = (events.first().map(|e| e.id), events.last().map(|e| e.id)) else {
+            return false;
+        };
+        // Ids taken under the ordering lock are consecutive; a hole means a rolled-back id.
+        if events.windows(2).any(|w| w[1].id != w[0].id + 1) {
+            return false;
+        }
+        let Ok(mut last) = self.last.try_lock() else {
+            return false;
+        };
+        if *last + 1 != first || self.tx.try_send(TailItem::Events(events)).is_err() {
+            return false;
+        }
+        *last = newest;
+        self.handed.store(newest, Ordering::Release);
+        true
+    }
+}
 
 /// A node's cluster machinery.
 pub(crate) struct Node {
@@ -152,11 +208,13 @@ impl Node {
             return None;
         }
         let (tx, rx) = mpsc::channel(TAIL_CHANNEL);
+        let tail = Arc::new(Tail::new(tx, self.start_after));
+        // Only here is the tail made, and only once (`tail_taken`).
+        let _ = self.connector.tail.set(tail.clone());
         let reader = Reader {
             connector: self.connector.clone(),
             options: self.options.clone(),
-            last: self.start_after,
-            tx,
+            tail,
         };
         tokio::spawn(reader.run());
         Some(rx)
@@ -226,8 +284,7 @@ async fn heartbeat_and_trim(options: ClusterOptions, instance: String, connector
 struct Reader {
     connector: Arc<Connector>,
     options: ClusterOptions,
-    last: EventId,
-    tx: mpsc::Sender<TailItem>,
+    tail: Arc<Tail>,
 }
 
 /// Why the reader stopped reading.
@@ -245,12 +302,12 @@ impl Reader {
             match self.session().await {
                 Stop::Closed => return,
                 Stop::Lost(cause) => {
-                    tracing::warn!(after = self.last, retry_in = ?backoff, "cluster event reader lost its connection (it resumes from the last event it read): {cause}");
+                    tracing::warn!(after = self.tail.handed(), retry_in = ?backoff, "cluster event reader lost its connection (it resumes from the last event it read): {cause}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).clamp(FIRST_RETRY, MAX_RETRY);
                 }
             }
-            if self.tx.is_closed() {
+            if self.tail.tx.is_closed() {
                 return;
             }
         }
@@ -266,11 +323,17 @@ impl Reader {
         let wake = Arc::new(Notify::new());
         let gone = Arc::new(AtomicBool::new(false));
         let _pump = {
-            let (wake, gone) = (wake.clone(), gone.clone());
+            let (wake, gone, tail) = (wake.clone(), gone.clone(), self.tail.clone());
             AbortOnDrop(tokio::spawn(async move {
                 loop {
                     match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                        // The payload is the newest id of the commit; the writer may have handed
+                        // it on already (a payload that does not parse wakes the reader).
+                        Some(Ok(AsyncMessage::Notification(n))) => {
+                            if n.payload().parse::<EventId>().map_or(true, |id| id > tail.handed()) {
+                                wake.notify_one();
+                            }
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => break,
                     }
@@ -287,7 +350,7 @@ impl Reader {
             Ok(s) => s,
             Err(e) => return Stop::Lost(errors::describe(&e)),
         };
-        tracing::debug!(after = self.last, "cluster event reader listening");
+        tracing::debug!(after = self.tail.handed(), "cluster event reader listening");
         loop {
             // Read first: what committed while the node was not listening is in the log.
             if let Err(stop) = self.read_all(&client, &statement).await {
@@ -299,15 +362,16 @@ impl Reader {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.options.poll_interval) => {}
-                _ = self.tx.closed() => return Stop::Closed,
+                _ = self.tail.tx.closed() => return Stop::Closed,
             }
         }
     }
 
-    /// Read and hand on everything after `last`.
+    /// Read and hand on everything after the last id handed on.
     async fn read_all(&mut self, client: &Client, statement: &tokio_postgres::Statement) -> Result<(), Stop> {
         loop {
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&self.last, &self.options.read_batch];
+            let after = self.tail.handed();
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&after, &self.options.read_batch];
             let read = client.query(statement, &params);
             let rows = match tokio::time::timeout(self.connector.op_timeout, read).await {
                 Ok(Ok(rows)) => rows,
@@ -315,33 +379,38 @@ impl Reader {
                 Err(_) => return Err(Stop::Lost(format!("no answer within {:?}", self.connector.op_timeout))),
             };
             let horizon: i64 = rows.first().map_or(0, |r| r.get(0));
-            if horizon > self.last {
+            // The writer may have handed on some of these meanwhile: what follows `last` is new.
+            let mut last = self.tail.last.lock().await;
+            if horizon > *last {
                 // Events after `last` were trimmed before this node read them.
                 let gap = TailItem::Gap {
-                    after: self.last,
+                    after: *last,
                     resumed_at: horizon,
                 };
                 tracing::error!(
-                    after = self.last,
+                    after = *last,
                     resumed_at = horizon,
                     "this node fell behind the cluster event log's trim horizon: events were lost for its subscribers"
                 );
-                self.last = horizon;
-                if self.tx.send(gap).await.is_err() {
+                if self.tail.tx.send(gap).await.is_err() {
                     return Err(Stop::Closed);
                 }
+                *last = horizon;
+                self.tail.handed.store(horizon, Ordering::Release);
                 continue;
             }
-            let events: Vec<LoggedEvent> = rows.iter().filter_map(logged_event).collect();
-            let Some(last) = events.last().map(|e| e.id) else {
-                return Ok(());
-            };
-            let full = events.len() as i64 >= self.options.read_batch;
-            self.last = last;
-            self.connector.saw_event(last);
-            if self.tx.send(TailItem::Events(events)).await.is_err() {
-                return Err(Stop::Closed);
+            let read: Vec<LoggedEvent> = rows.iter().filter_map(logged_event).collect();
+            let full = read.len() as i64 >= self.options.read_batch;
+            let events: Vec<LoggedEvent> = read.into_iter().filter(|e| e.id > *last).collect();
+            if let Some(newest) = events.last().map(|e| e.id) {
+                self.connector.saw_event(newest);
+                if self.tail.tx.send(TailItem::Events(events)).await.is_err() {
+                    return Err(Stop::Closed);
+                }
+                *last = newest;
+                self.tail.handed.store(newest, Ordering::Release);
             }
+            drop(last);
             if !full {
                 return Ok(());
             }

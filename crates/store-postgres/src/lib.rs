@@ -225,6 +225,7 @@ impl PgStore {
             origin: options.cluster.as_ref().map(|c| Arc::from(c.node.as_str())),
             op_timeout: op_timeout.max(options.connect_timeout),
             newest_event: Default::default(),
+            tail: Default::default(),
         });
 
         // Migrate on a connection of its own, then let the writer prepare against the tables.

@@ -34,7 +34,7 @@ use crate::errors;
 use crate::schema::{prefix_end, Sql};
 use crate::Counters;
 use happn_engine::pubsub::EventKind;
-use happn_engine::storage::events::{Event, EventId, Filled, Update};
+use happn_engine::storage::events::{Event, EventId, Filled, LoggedEvent, Update};
 use happn_engine::{Body, Millis, Pattern, Record, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -129,6 +129,8 @@ struct Statements {
     lock_range: Statement,
     lock_range_open: Statement,
     log: Statement,
+    order_lock: Statement,
+    set_logged: Statement,
     lock_one: Statement,
     insert_new: Statement,
 }
@@ -149,6 +151,9 @@ pub(crate) struct Connector {
     /// Cluster mode: the newest event id this node has seen in the log (its writer's own, its
     /// reader's, the heartbeat's look at the log's end), for the event-log lag metric.
     pub newest_event: std::sync::atomic::AtomicI64,
+    /// Cluster mode, once the server took the tail: where the writer hands on its own events
+    /// (see `cluster.rs`, "The writer's shortcut").
+    pub(crate) tail: std::sync::OnceLock<Arc<crate::cluster::Tail>>,
 }
 
 impl Connector {
@@ -177,6 +182,8 @@ impl Connector {
                     lock_range: client.prepare(&sql.lock_range).await?,
                     lock_range_open: client.prepare(&sql.lock_range_open).await?,
                     log: client.prepare(&sql.log).await?,
+                    order_lock: client.prepare(&sql.order_lock).await?,
+                    set_logged: client.prepare(&sql.set_logged).await?,
                     lock_one: client.prepare(&sql.lock_one).await?,
                     insert_new: client.prepare(&sql.insert_new).await?,
                 })
@@ -403,10 +410,14 @@ impl Writer {
         let started = Instant::now();
         let result = tokio::time::timeout(self.connector.op_timeout, apply_group(conn, &self.connector.sql, jobs, origin)).await;
         let error = match result {
-            Ok(Ok(outcomes)) => {
+            Ok(Ok((outcomes, logged))) => {
                 self.counters.committed(jobs.len() as u64, started.elapsed());
-                if let Some(newest) = outcomes.iter().filter_map(|(_, id)| *id).max() {
+                if let Some(newest) = logged.last().map(|e| e.id) {
                     self.connector.saw_event(newest);
+                    // Before any waiter hears of its commit, so its event is on its way first.
+                    if let Some(tail) = self.connector.tail.get() {
+                        tail.offer(logged);
+                    }
                 }
                 return Ok(outcomes);
             }
@@ -503,13 +514,24 @@ fn plan(jobs: &[Job]) -> Vec<Step<'_>> {
     steps
 }
 
-async fn apply_group(conn: &mut Conn, sql: &Sql, jobs: &[Job], origin: Option<&str>) -> Result<Vec<Answer>, tokio_postgres::Error> {
+/// Apply a group: its answers, and the events it logged with their ids, in id order.
+async fn apply_group(
+    conn: &mut Conn,
+    sql: &Sql,
+    jobs: &[Job],
+    origin: Option<&str>,
+) -> Result<(Vec<Answer>, Vec<LoggedEvent>), tokio_postgres::Error> {
     let steps = plan(jobs);
     let mut outcomes = vec![Outcome::Done; jobs.len()];
     let logs = origin.is_some() && jobs.iter().any(|j| j.event.is_some() || touches_system_records(&j.op));
+    if let (true, Some(origin)) = (logs, origin) {
+        if let Some(sets) = PlainSets::of(jobs) {
+            return sets.apply(conn, sql, origin, jobs).await;
+        }
+    }
     let single = match steps.as_slice() {
         _ if logs => false,
-        [] => return Ok(outcomes.into_iter().map(|o| (o, None)).collect()),
+        [] => return Ok((outcomes.into_iter().map(|o| (o, None)).collect(), Vec::new())),
         [Step::Segment(seg)] => seg.statements() == 1,
         [Step::Remove(_, pattern)] => !pattern.is_wildcard(),
         _ => false,
@@ -517,19 +539,163 @@ async fn apply_group(conn: &mut Conn, sql: &Sql, jobs: &[Job], origin: Option<&s
     if single {
         // One statement is its own transaction: no BEGIN/COMMIT round trips.
         run_steps(&conn.client, &conn.statements, &steps, &mut outcomes).await?;
-        return Ok(outcomes.into_iter().map(|o| (o, None)).collect());
+        return Ok((outcomes.into_iter().map(|o| (o, None)).collect(), Vec::new()));
     }
-    let txn = conn.client.transaction().await?;
-    run_steps(&txn, &conn.statements, &steps, &mut outcomes).await?;
+    let client = &conn.client;
+    let s = &conn.statements;
     let mut ids = vec![None; jobs.len()];
-    if let (true, Some(origin)) = (logs, origin) {
-        let events = events_of(jobs, &outcomes);
-        if !events.is_empty() {
-            log_events(&txn, &conn.statements, sql, origin, &events, &mut ids).await?;
+    let mut logged = Vec::new();
+    // Pipelined: BEGIN (and the log's ordering lock, when the group logs: see
+    // `schema::EVENT_LOCK`) go out with the first statement, and COMMIT with the logging call,
+    // so a group costs two round trips.
+    let transaction = async {
+        let lock = async {
+            match logs {
+                true => client.execute(&s.order_lock, &[]).await.map(drop),
+                false => Ok(()),
+            }
+        };
+        let (begun, locked, ran) = tokio::join!(client.batch_execute("BEGIN"), lock, run_steps(client, s, &steps, &mut outcomes));
+        begun?;
+        locked?;
+        ran?;
+        let (events, origin) = match (logs, origin) {
+            (true, Some(origin)) => (events_of(jobs, &outcomes), origin),
+            _ => (Vec::new(), ""),
+        };
+        if events.is_empty() {
+            return client.batch_execute("COMMIT").await;
         }
+        // Should the call fail, PostgreSQL answers the COMMIT behind it with a rollback.
+        let (taken, committed) = tokio::join!(log_events(client, s, sql, origin, &events), client.batch_execute("COMMIT"));
+        let taken = taken?;
+        committed?;
+        for ((job, event), id) in events.into_iter().zip(taken) {
+            ids[job] = Some(id);
+            logged.push(LoggedEvent {
+                id,
+                origin: origin.to_string(),
+                event,
+            });
+        }
+        Ok(())
+    };
+    if let Err(e) = transaction.await {
+        // A refused statement left the transaction aborted (or it was rolled back already, and
+        // this only draws a warning): end it, so the connection takes the one-by-one retry.
+        if !client.is_closed() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        return Err(e);
     }
-    txn.commit().await?;
-    Ok(outcomes.into_iter().zip(ids).collect())
+    Ok((outcomes.into_iter().zip(ids).collect(), logged))
+}
+
+/// A group of plain sets, each logging its own event as `DataService::set_logged` makes it:
+/// applied with one call of `happn_set` (migration 3), one statement and one round trip.
+#[derive(Default)]
+struct PlainSets<'a> {
+    /// One row per path: its last body, its first write's time, its last write's time.
+    row_paths: Vec<&'a str>,
+    row_bodies: Vec<&'a str>,
+    row_created: Vec<Millis>,
+    row_modified: Vec<Millis>,
+    /// One event per write, in order.
+    event_paths: Vec<&'a str>,
+    event_data: Vec<&'a str>,
+    event_times: Vec<Millis>,
+    event_publish: Vec<&'a str>,
+}
+
+impl<'a> PlainSets<'a> {
+    /// `None` unless every job is a plain set of a client record whose event is the one a
+    /// plain set logs (its data the body, no tag, no move, stamps left to the store).
+    fn of(jobs: &'a [Job]) -> Option<PlainSets<'a>> {
+        let mut sets = PlainSets::default();
+        let mut rows: HashMap<&str, usize> = HashMap::new();
+        for job in jobs {
+            let (Op::Replace { path, body, now }, Some(event)) = (&job.op, &job.event) else {
+                return None;
+            };
+            let plain = event.kind == EventKind::Set
+                && event.path == *path
+                && event.moved_to.is_none()
+                && event.tag.is_none()
+                && event.created.is_none()
+                && event.modified.is_none()
+                && event.data.as_deref() == Some(body.json())
+                && !is_system(path);
+            if !plain {
+                return None;
+            }
+            match rows.get(path.as_str()) {
+                Some(&row) => {
+                    sets.row_bodies[row] = body.json();
+                    sets.row_modified[row] = sets.row_modified[row].max(*now);
+                }
+                None => {
+                    rows.insert(path, sets.row_paths.len());
+                    sets.row_paths.push(path);
+                    sets.row_bodies.push(body.json());
+                    sets.row_created.push(*now);
+                    sets.row_modified.push(*now);
+                }
+            }
+            sets.event_paths.push(path);
+            sets.event_data.push(body.json());
+            sets.event_times.push(*now);
+            sets.event_publish.push(&event.publish);
+        }
+        Some(sets)
+    }
+
+    async fn apply(
+        self,
+        conn: &Conn,
+        sql: &Sql,
+        origin: &str,
+        jobs: &[Job],
+    ) -> Result<(Vec<Answer>, Vec<LoggedEvent>), tokio_postgres::Error> {
+        let row = conn
+            .client
+            .query_one(
+                &conn.statements.set_logged,
+                &[
+                    &sql.sequence,
+                    &sql.channel,
+                    &origin,
+                    &self.row_paths,
+                    &self.row_bodies,
+                    &self.row_created,
+                    &self.row_modified,
+                    &self.event_paths,
+                    &self.event_data,
+                    &self.event_times,
+                    &self.event_publish,
+                ],
+            )
+            .await?;
+        let (created, modified, ids): (Vec<Millis>, Vec<Millis>, Vec<EventId>) = (row.get(0), row.get(1), row.get(2));
+        let mut answers = Vec::with_capacity(jobs.len());
+        let mut logged = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            // One of each per write, by the function's construction; were one missing, the
+            // write's waiter is told its outcome is unknown rather than given another's.
+            let (Some(&c), Some(&m), Some(&id), Some(event)) = (created.get(i), modified.get(i), ids.get(i), &job.event) else {
+                answers.push((Outcome::Done, None));
+                continue;
+            };
+            answers.push((Outcome::Stamps(c, m), Some(id)));
+            let mut event = event.clone();
+            event.fill(Filled::Stamps(c, m));
+            logged.push(LoggedEvent {
+                id,
+                origin: origin.to_string(),
+                event,
+            });
+        }
+        Ok((answers, logged))
+    }
 }
 
 /// Whether an operation writes a system record, whose change the other nodes must hear of even
@@ -592,17 +758,17 @@ pub(crate) fn kind_code(kind: EventKind) -> i16 {
     }
 }
 
-/// Log `events` in this transaction with one call of `happn_log` (migration 2): under the
-/// ordering lock (held to the commit) it takes their ids from the sequence in order, inserts
-/// them, and notifies the readers (delivered at the commit).
+/// Log `events` (each with its job) in the open transaction with one call of
+/// `happn_log` (migration 2): under the ordering lock (held to the commit) it takes their ids
+/// from the sequence in order, inserts them, and notifies the readers (delivered at the
+/// commit). Their ids, in order.
 async fn log_events(
-    txn: &tokio_postgres::Transaction<'_>,
+    client: &Client,
     s: &Statements,
     sql: &Sql,
     origin: &str,
     events: &[(usize, Event)],
-    ids: &mut [Option<EventId>],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Vec<EventId>, tokio_postgres::Error> {
     let kinds: Vec<i16> = events.iter().map(|(_, e)| kind_code(e.kind)).collect();
     let paths: Vec<&str> = events.iter().map(|(_, e)| e.path.as_str()).collect();
     let moved: Vec<Option<&str>> = events.iter().map(|(_, e)| e.moved_to.as_deref()).collect();
@@ -611,7 +777,7 @@ async fn log_events(
     let modified: Vec<Option<i64>> = events.iter().map(|(_, e)| e.modified).collect();
     let tags: Vec<Option<&str>> = events.iter().map(|(_, e)| e.tag.as_deref()).collect();
     let publish: Vec<&str> = events.iter().map(|(_, e)| e.publish.as_str()).collect();
-    let row = txn
+    let row = client
         .query_one(
             &s.log,
             &[
@@ -629,11 +795,7 @@ async fn log_events(
             ],
         )
         .await?;
-    let taken: Vec<i64> = row.get(0);
-    for ((job, _), id) in events.iter().zip(&taken) {
-        ids[*job] = Some(*id);
-    }
-    Ok(())
+    Ok(row.get(0))
 }
 
 async fn run_steps<C: GenericClient + Sync>(
