@@ -279,12 +279,16 @@ impl Writer {
     /// the previous group coming back. Without the pause the writers answered by one commit
     /// resubmit just after the next one started with whatever was queued then, and a steady set
     /// of N writers shares each commit about N/2 ways; so when fewer jobs are queued than the
-    /// previous group had, wait for that many, but never longer than half the previous commit
+    /// previous group had, wait for that many, but never longer than twice the previous commit
     /// took nor [`MAX_GATHER_WAIT`]. A lone sequential writer (groups of one) never waits.
+    /// Twice, not half as the embedded store waits: a commit here is cheap to wait for and
+    /// costly to repeat (the ordering lock, a notification to every node, a read on each), so
+    /// fewer, larger groups leave the CPU to delivery (measured with 3 nodes at 10k/20k/30k sets/s:
+    /// cross-node p99 15/57/60 ms waiting half a commit, 9/13/22 ms waiting two).
     async fn gather(&mut self, first: Job) -> Vec<Job> {
         let mut group = vec![first];
         let target = self.last_group.min(MAX_GROUP);
-        let deadline = self.last_answered + (self.last_commit / 2).min(MAX_GATHER_WAIT);
+        let deadline = self.last_answered + (self.last_commit * 2).min(MAX_GATHER_WAIT);
         while group.len() < MAX_GROUP {
             let next = match self.rx.try_recv() {
                 Ok(m) => Some(m),
