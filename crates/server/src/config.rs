@@ -104,6 +104,8 @@ pub struct Config {
     pub max_queue_bytes: usize,
     /// Bytes queued for sending across all connections before the largest queues are closed.
     pub max_total_queue_bytes: usize,
+    /// Threads serving connections (`threads`): 0 one per core, 1 a single-threaded runtime.
+    pub threads: usize,
     pub security: SecurityConfig,
     /// Primus heartbeat: unsolicited pongs allowed before a silent socket is closed (min 2).
     pub allow_skipped_heartbeats: u32,
@@ -241,6 +243,7 @@ impl Default for Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
             max_total_queue_bytes: default_total_queue_bytes(),
+            threads: 0,
             security: SecurityConfig::default(),
             allow_skipped_heartbeats: 2,
             pong_skip_time_ms: 1000,
@@ -410,6 +413,7 @@ pub fn from_value(doc: &Value) -> Result<Loaded, ConfigError> {
             "maxFrameBytes" => c.max_frame_bytes = r.uint("maxFrameBytes", v, 1 << 30)?.max(1024) as usize,
             "maxQueueBytes" => c.max_queue_bytes = r.uint("maxQueueBytes", v, 1 << 34)?.max(64 * 1024) as usize,
             "maxTotalQueueBytes" => c.max_total_queue_bytes = r.uint(key, v, 1 << 44)?.max(1 << 20) as usize,
+            "threads" => c.threads = r.uint(key, v, 1024)? as usize,
             "encryptPayloads" => c.encrypt_payloads = r.boolean("encryptPayloads", v)?,
             "transport" => c.transport = crate::tls::Transport::from_value(v, r.warnings)?,
             "static" => c.static_dir = Some(PathBuf::from(r.string("static", v)?)),
@@ -936,6 +940,15 @@ mod tests {
         let e = from_value(&json!({"limits": {"requestsPerSecond": -1}})).err().unwrap().to_string();
         assert!(e.contains("limits.requestsPerSecond"), "{e}");
         assert!(from_value(&json!({"metricsAddr": 9100})).is_err());
+    }
+
+    #[test]
+    fn threads() {
+        assert_eq!(from_value(&json!({})).unwrap().config.threads, 0, "one per core by default");
+        assert_eq!(from_value(&json!({"threads": 1})).unwrap().config.threads, 1);
+        assert!(from_value(&json!({"threads": -1})).is_err());
+        assert!(from_value(&json!({"threads": 5000})).is_err());
+        assert!(from_value(&json!({"threads": "1"})).is_err());
     }
 
     #[test]

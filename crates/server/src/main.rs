@@ -62,6 +62,11 @@ struct Cli {
     /// main port when insecure, 127.0.0.1:9100 when secure]
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Threads serving connections: 0 = one per core; 1 = a single-threaded runtime (less CPU
+    /// per request on small machines, but one slow request delays every connection); config key
+    /// threads [default: 0]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +199,9 @@ fn load(cli: &Cli) -> Result<config::Loaded, config::ConfigError> {
     if let Some(a) = &cli.metrics_addr {
         c.metrics = config::MetricsListen::from_flag(a);
     }
+    if let Some(n) = cli.threads {
+        c.threads = n;
+    }
     Ok(loaded)
 }
 
@@ -246,10 +254,14 @@ fn main() -> ExitCode {
     }
     // Before the runtime and the listener: the default connection limit follows this value.
     happn_rs::admission::raise_open_file_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // `threads: 1`: every connection on this one thread (the store's writer, password hashing
+    // and file work keep threads of their own), docs/CONFIG.md.
+    let rt = match loaded.config.threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .expect("tokio runtime");
     rt.block_on(async move {
         let server = match happn_rs::start(loaded.config).await {
             Ok(s) => s,

@@ -38,6 +38,7 @@ pub const KEYS: &[Key] = &[
     key("maxFrameBytes", "1048576"),
     key("maxQueueBytes", "1048576"),
     key("maxTotalQueueBytes", "1073741824"),
+    key("threads", "1"),
     key("metricsAddr", "\"127.0.0.1:9100\""),
     key("deferListen", "true"),
     object("adminUser"),
