@@ -9,7 +9,8 @@
 # Loads: set-frame, get-frame, set-batched, get-batched (happn-bench 8×32), npm-set, npm-get
 # (bench/real-client.js, 4 processes × 32), devices-5000 (5,000 devices × 10 sets/s),
 # durable-set (A and B on their durable store, 32 clients × 1 in flight, one frame per write;
-# no floor). Results: bench/results/ab-<timestamp>.jsonl.
+# no floor). FLOOR_THREADS=1 runs the floor server on one thread (to set beside
+# `happn-rs --threads 1`). Results: bench/results/ab-<timestamp>.jsonl.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -33,7 +34,7 @@ echo "{\"meta\":true,\"a\":\"$bin_a\",\"b\":\"$bin_b\",\"loadavg\":\"$(cut -d' '
 start() { # which durable?
   port=$((port + 1))
   case "$1" in
-    floor) "$bench" floor-server --listen "127.0.0.1:$port" >/dev/null 2>&1 & ;;
+    floor) "$bench" floor-server --listen "127.0.0.1:$port" --threads "${FLOOR_THREADS:-0}" >/dev/null 2>&1 & ;;
     *)
       local bin=$bin_a store=(--memory)
       [ "$1" = B ] && bin=$bin_b

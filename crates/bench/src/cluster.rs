@@ -76,12 +76,16 @@ struct Seen {
     cross: Tally,
 }
 
-async fn subscribe(common: Common, node: usize, window: Window) -> Result<tokio::task::JoinHandle<Seen>, BoxError> {
+async fn subscribe(
+    common: Common,
+    node: usize,
+    window: Window,
+    (from, to): (u64, u64),
+) -> Result<tokio::task::JoinHandle<Seen>, BoxError> {
     let (mut ws, s) = conn::connect_and_login(&common).await?;
     let on = json!({"action":"on","eventId":3,"path":"/SET@/bench/cluster/*","sessionId":s.id,
         "options":{"event_type":"set","count":0,"refCount":0,"timeout":20000},"protocol":common.protocol});
     conn::request(&mut ws, on, 3).await?;
-    let (from, to) = window_micros(&window);
     Ok(tokio::spawn(async move {
         let mut seen = Seen {
             events: 0,
@@ -115,31 +119,33 @@ async fn write(
     node: usize,
     l: ClusterLoad,
     window: Window,
+    span: (u64, u64),
     mode: WriteMode,
     interval: Option<Duration>,
 ) -> Result<Tally, BoxError> {
     let body = "x".repeat(l.payload);
     let mut tally = Tally::new();
-    let mut sent: HashMap<u64, Instant> = HashMap::new();
+    // Each set's send time as the subscribers see it (`t`), beside the instant for its latency.
+    let mut sent: HashMap<u64, (Instant, u64)> = HashMap::new();
     let mut next_id = 100u64;
     let mut next_send = Instant::now();
-    let frame = |id: u64| {
+    let frame = |id: u64, t: u64| {
         format!(
-            r#"{{"action":"set","eventId":{id},"path":"/bench/cluster/{}","data":{{"t":{},"n":{node},"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"1.1.0"}}"#,
+            r#"{{"action":"set","eventId":{id},"path":"/bench/cluster/{}","data":{{"t":{t},"n":{node},"v":"{body}"}},"sessionId":"{session}","options":{{"timeout":20000}},"protocol":"1.1.0"}}"#,
             (id as usize * 7 + node) % l.keys.max(1),
-            now_micros()
         )
     };
     loop {
         let now = Instant::now();
         let may_send = now < window.end && sent.len() < l.inflight && interval.is_none_or(|_| now >= next_send);
         if may_send {
-            let text = frame(next_id);
+            let t = now_micros();
+            let text = frame(next_id, t);
             match mode {
                 WriteMode::Frame => ws.send(Message::Text(text.into())).await?,
                 WriteMode::Batched => ws.feed(Message::Text(text.into())).await?,
             }
-            sent.insert(next_id, now);
+            sent.insert(next_id, (now, t));
             next_id += 1;
             if let Some(i) = interval {
                 next_send = next_send.max(now - i) + i;
@@ -166,8 +172,9 @@ async fn write(
                 if let Some(n) = t.strip_prefix("\"primus::ping::") {
                     ws.send(Message::Text(format!("\"primus::pong::{n}").into())).await?;
                 } else if let Some(id) = conn::event_id(&t) {
-                    if let Some(at) = sent.remove(&id) {
-                        if window.contains(at) {
+                    if let Some((at, sent_at)) = sent.remove(&id) {
+                        // The subscribers' test exactly, so "every event on every node" is exact.
+                        if (span.0..span.1).contains(&sent_at) {
                             if is_error(&t) {
                                 tally.errors += 1;
                             } else {
@@ -220,10 +227,13 @@ fn tree_cpu(pids: &[u32]) -> f64 {
 pub async fn run(common: &Common, l: &ClusterLoad) -> Result<(), BoxError> {
     let nodes = l.nodes.len().max(1);
     let window = Window::after(common.warmup() + Duration::from_millis(300), common.duration());
+    // The window in the clock the sets carry, read once: every subscriber and every writer
+    // count by the same bounds.
+    let span = window_micros(&window);
     let mut subs = Vec::new();
     for (i, url) in l.nodes.iter().enumerate() {
         for _ in 0..l.subscribers {
-            subs.push((i, subscribe(at(common, url), i, window).await?));
+            subs.push((i, subscribe(at(common, url), i, window, span).await?));
         }
     }
     let interval = (l.rate > 0.0).then(|| Duration::from_secs_f64(l.clients as f64 / l.rate));
@@ -231,7 +241,7 @@ pub async fn run(common: &Common, l: &ClusterLoad) -> Result<(), BoxError> {
     for c in 0..l.clients {
         let node = c % nodes;
         let (ws, s) = conn::connect_and_login(&at(common, &l.nodes[node])).await?;
-        writers.push(tokio::spawn(write(ws, s.id, node, l.clone(), window, common.write_mode, interval)));
+        writers.push(tokio::spawn(write(ws, s.id, node, l.clone(), window, span, common.write_mode, interval)));
     }
     tokio::time::sleep_until(window.start.into()).await;
     let cpu_before = tree_cpu(&l.pids);

@@ -168,6 +168,9 @@ enum Scenario {
     FloorServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
+        /// 0: a thread per core; 1: a single-threaded runtime (to compare with `happn-rs --threads 1`)
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// A device fleet, open loop: N logged-in connections each send one request (set, or get)
     /// every interval whether or not the last reply came; offered vs achieved rate, latency from
@@ -182,10 +185,11 @@ enum Scenario {
 fn main() {
     let cli = Cli::parse();
     raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = match cli.scenario {
+        Scenario::FloorServer { threads: 1, .. } => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    }
+    .expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.scenario {
             Scenario::Set(load) => scenarios::set(&cli.common, &load).await,
@@ -202,7 +206,7 @@ fn main() {
             Scenario::LoginIsolation { clients, logins } => scenarios::login_isolation(&cli.common, clients, logins).await,
             Scenario::Echo { load, external } => scenarios::echo(&cli.common, &load, external).await,
             Scenario::EchoServer { listen } => scenarios::echo_serve(&listen).await,
-            Scenario::FloorServer { listen } => floor::serve(&listen).await,
+            Scenario::FloorServer { listen, .. } => floor::serve(&listen).await,
             Scenario::Devices(fleet) => devices::run(&cli.common, &fleet).await,
             Scenario::Cluster(load) => cluster::run(&cli.common, &load).await,
         }
