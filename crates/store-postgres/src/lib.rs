@@ -33,7 +33,9 @@
 //! everything queued (up to [`MAX_GROUP`] operations) into ONE transaction, a handful of
 //! array statements rather than one per operation, and answers each waiter only after `COMMIT`.
 //! A refused group is rolled back and retried one operation per transaction. Each
-//! `write(batch)`, `replace` and `remove_matching` is atomic because its group is.
+//! `write(batch)`, `replace` and `remove_matching` is atomic because its group is. In cluster
+//! mode the group's events are logged in the same transaction, under the log's ordering lock
+//! taken first (docs/CLUSTER.md).
 //!
 //! # Reads
 //! Through a bounded pool ([`PgOptions::pool_size`] connections, deadpool-postgres), one

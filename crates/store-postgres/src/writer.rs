@@ -16,6 +16,13 @@
 //! deletes what matched). A group that is a single statement (the usual case: concurrent plain
 //! sets) runs without `BEGIN`/`COMMIT`, as one implicit transaction.
 //!
+//! In cluster mode a group also logs its events (see `cluster.rs` and `schema::EVENT_LOCK`). A
+//! group of plain sets, each with its event (the usual case there), is one call of `happn_set`
+//! (migration 3): the ordering lock, the rows and the events in one statement. Any other group is
+//! pipelined: `BEGIN`, the ordering lock and the first statement go out together, and `COMMIT`
+//! goes with the `happn_log` call, so the lock is taken first and held for no more than the
+//! group's own statements, one round trip apart at most.
+//!
 //! # Failures
 //! * A statement PostgreSQL refuses (a NUL in a path, say) rolls the group back, which is then
 //!   retried one operation per transaction, so each waiter gets its own operation's outcome and
