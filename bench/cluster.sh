@@ -8,7 +8,7 @@
 #   fanout     one writer, FANOUT_SUBS subscribers spread over the nodes: deliveries/s
 # Prints the readable tables and saves the JSON lines to bench/results/cluster-<UTC time>.jsonl.
 # Environment: NODES (3), CLIENTS (48), INFLIGHT (32), DURATION (5), WARMUP (2), FANOUT_SUBS (99),
-# SKIP_BUILD=1, WRITE_MODE (frame).
+# SKIP_BUILD=1, WRITE_MODE (frame), NODE_ARGS (more happn-rs arguments, e.g. "--threads 1").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -42,7 +42,8 @@ urls=()
 base=$((23000 + RANDOM % 2000))
 for i in $(seq 0 $((NODES - 1))); do
   port=$((base + i))
-  "$bin" --port "$port" --host 127.0.0.1 --secure --name "n$i" --cluster "$HAPPN_PG_URL" --log-level warn &
+  # shellcheck disable=SC2086 # NODE_ARGS is a word list
+  "$bin" --port "$port" --host 127.0.0.1 --secure --name "n$i" --cluster "$HAPPN_PG_URL" --log-level warn ${NODE_ARGS:-} &
   pids+=($!)
   urls+=("ws://127.0.0.1:$port")
 done
